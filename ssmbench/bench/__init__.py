@@ -1,0 +1,1 @@
+"""Timing, device ceilings and environment capture shared by every task."""

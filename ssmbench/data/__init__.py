@@ -1,0 +1,1 @@
+"""Data sources (synthetic default, local files, enwik8, HF datasets) and tokenizers."""

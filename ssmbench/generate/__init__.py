@@ -1,0 +1,1 @@
+"""Cached decoding and the gen-speed task."""

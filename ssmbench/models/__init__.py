@@ -1,0 +1,1 @@
+"""Language models built from ssmbench.layers: the five-way zoo, MambaByte, MegaByte."""

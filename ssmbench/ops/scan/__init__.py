@@ -1,0 +1,1 @@
+"""Selective-scan implementations: ref (oracle), chunked (PyTorch), triton (fused), step (decode)."""

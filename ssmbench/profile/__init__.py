@@ -1,0 +1,1 @@
+"""kernel-profile sweeps and the timing regression gate."""

@@ -1,0 +1,1 @@
+"""Results folders (manifest, metrics, summary, plots), tables and plots."""

@@ -1,0 +1,33 @@
+"""Test setup. Without CUDA, Triton kernels run under the interpreter (TRITON_INTERPRET=1),
+which must be set before any kernel module is imported."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+SHARED_TEXT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture
+def shared_text_path() -> str:
+    """Real English text for tests that want it; skips cleanly when it is not beside the repo."""
+    if not os.path.isfile(SHARED_TEXT):
+        pytest.skip("../shared/data/tinyshakespeare.txt not present")
+    return SHARED_TEXT
