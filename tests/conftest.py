@@ -12,7 +12,9 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-SHARED_TEXT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt")
+SHARED_TEXT = os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,6 @@ def measure_ceilings(device: torch.device | str, *, quick: bool = False) -> Ceil
     t_copy = benchmark(lambda: dst.copy_(src), device=device, rep_ms=200, flush_l2=False)
     copy_bytes = 2 * src.numel() * src.element_size()
     copy_gbps = copy_bytes / (t_copy.median * 1e-3) / 1e9
-    del src, dst
     a = torch.randn(mm_n, mm_n, device=device, dtype=mm_dtype)
     b = torch.randn(mm_n, mm_n, device=device, dtype=mm_dtype)
     t_mm = benchmark(lambda: a @ b, device=device, rep_ms=200, flush_l2=False)

@@ -132,7 +132,7 @@ def _benchmark_cuda(
             fn()
             ends[i].record()
         torch.cuda.synchronize()
-        return Timing(tuple(s.elapsed_time(e) for s, e in zip(starts, ends)))
+        return Timing(tuple(s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)))
 
 
 def synchronize(device: torch.device | str) -> None:

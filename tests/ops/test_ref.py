@@ -16,7 +16,8 @@ def materialised_scan(u, delta, A, B, C, D, z):
     ys = []
     for t in range(L):
         decay = torch.exp(dA_cum[:, :, t : t + 1] - dA_cum[:, :, : t + 1])  # (b,d,t+1,N)
-        contrib = decay * (delta[:, :, : t + 1] * u[:, :, : t + 1])[..., None] * B[:, None, :, : t + 1].transpose(-1, -2)
+        dbu = (delta[:, :, : t + 1] * u[:, :, : t + 1])[..., None]
+        contrib = decay * dbu * B[:, None, :, : t + 1].transpose(-1, -2)
         h = contrib.sum(2)
         ys.append((h * C[:, None, :, t]).sum(-1))
     y = torch.stack(ys, -1) + u * D[None, :, None]
