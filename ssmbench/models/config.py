@@ -75,3 +75,39 @@ class MegaByteConfig:
     def __post_init__(self) -> None:
         if self.d_global % self.patch_size:
             raise ValueError(f"d_global {self.d_global} not divisible by patch {self.patch_size}")
+
+
+ModelConfig = LMConfig | MegaByteConfig
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """A named set of models compared together, e.g. the five-way zoo at one size.
+
+    models: (name, config) pairs in display order; names are what users type
+    (``transformer``, ``mamba``, ``mamba-mlp``, ``moe``, ``moe-mamba``, ``mambabyte`` ...).
+    """
+
+    name: str
+    description: str
+    models: tuple[tuple[str, ModelConfig], ...]
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.models]
+
+    def get(self, name: str) -> ModelConfig:
+        for n, cfg in self.models:
+            if n == name:
+                return cfg
+        raise KeyError(name)
+
+    def replace_all(self, **changes: object) -> ModelSet:
+        """Apply ``dataclasses.replace`` with ``changes`` to every config that has those fields."""
+        from dataclasses import fields, replace
+
+        out = []
+        for n, cfg in self.models:
+            own = {f.name for f in fields(cfg)}
+            applicable = {k: v for k, v in changes.items() if k in own}
+            out.append((n, replace(cfg, **applicable) if applicable else cfg))
+        return ModelSet(self.name, self.description, tuple(out))
