@@ -1,0 +1,191 @@
+"""The Mamba block (Gu & Dao 2023) on ssmbench's selective-scan operators.
+
+in_proj (d -> 2 * d_inner: x and the gate z), depthwise causal conv1d (width d_conv) + SiLU on
+x, x_proj (d_inner -> dt_rank + 2N: dt, B, C), dt_proj (dt_rank -> d_inner; its bias is the
+scan's delta_bias, softplus inside the scan), A = -exp(A_log) (S4D-real init A = -[1..N]),
+D (ones), y = scan(x, dt, A, B, C, D, z) (gated by SiLU(z) inside the scan), out_proj
+(d_inner -> d). With expand 2, N 16, dt_rank ceil(d/16) that is a little over 6 d^2 parameters.
+
+Decoding keeps, per layer, the last d_conv conv inputs and the (d_inner, N) SSM state;
+``step`` runs ``ssmbench.ops.selective_state_update``. ``last_scan_backend`` /
+``last_step_backend`` say which backend actually ran.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssmbench.ops import resolve_backend, selective_scan, selective_state_update
+from ssmbench.ops.scan.counts import ScanShape, scan_flops
+
+
+@dataclass
+class MambaState:
+    """conv: (batch, d_inner, d_conv) last conv inputs, oldest first; ssm: (batch, d_inner, N) fp32."""
+
+    conv: Tensor
+    ssm: Tensor
+
+    def reset(self) -> None:
+        self.conv.zero_()
+        self.ssm.zero_()
+
+
+class Mamba(nn.Module):
+    """x: (B, T, d_model) -> (B, T, d_model).
+
+    scan_backend / step_backend: names for ``ssmbench.ops`` ('auto', 'ref', 'chunked',
+    'triton', 'mamba_ssm'; the step has no 'chunked').
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | None = None,
+        scan_backend: str = "auto",
+        step_backend: str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = dt_rank if dt_rank is not None else math.ceil(d_model / 16)
+        self.scan_backend = scan_backend
+        self.step_backend = step_backend
+        self.last_scan_backend: str | None = None
+        self.last_step_backend: str | None = None
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=True
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self.out_proj.weight._residual_out = True  # type: ignore[attr-defined]
+        for p in (self.dt_proj.weight, self.dt_proj.bias):
+            p._no_reinit = True  # type: ignore[attr-defined]
+        for p in (self.A_log, self.D):
+            p._no_reinit = True  # type: ignore[attr-defined]
+            p._no_weight_decay = True  # type: ignore[attr-defined]
+        self._dt_range = (dt_min, dt_max, dt_init_floor)
+        self.reset_ssm_parameters()
+
+    @torch.no_grad()
+    def reset_ssm_parameters(self) -> None:
+        """Standard Mamba init: dt_proj weight U(+-dt_rank^-0.5); dt_proj bias = softplus^-1(dt),
+        dt log-uniform in [dt_min, dt_max]; A_log = log([1..N]) per channel; D = 1."""
+        dt_min, dt_max, floor = self._dt_range
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(
+            torch.rand(self.d_inner, device=self.D.device) * (math.log(dt_max) - math.log(dt_min))
+            + math.log(dt_min)
+        ).clamp(min=floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.D.device)
+        self.A_log.copy_(torch.log(A).repeat(self.d_inner, 1))  # (d_inner, N)
+        self.D.fill_(1.0)
+
+    def _backend(self, op: str, device: torch.device) -> str:
+        return resolve_backend(self.scan_backend if op == "scan" else self.step_backend, device, op)
+
+    def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, d_inner, T) after conv -> delta (B, d_inner, T) without bias, B, C (B, N, T)."""
+        x_dbl = F.linear(x.transpose(1, 2), self.x_proj.weight)  # (B, T, R + 2N)
+        dt, Bm, Cm = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = self.dt_proj.weight @ dt.transpose(1, 2)  # (B, d_inner, T)
+        return delta, Bm.transpose(1, 2).contiguous(), Cm.transpose(1, 2).contiguous()
+
+    def _mix(self, hidden: Tensor, state: MambaState | None) -> Tensor:
+        """The block on (B, T, d_model); fills ``state`` (conv inputs, last SSM state) when given."""
+        T = hidden.shape[1]
+        xz = self.in_proj.weight @ hidden.transpose(1, 2)  # (B, 2 * d_inner, T)
+        x, z = xz.chunk(2, dim=1)  # each (B, d_inner, T)
+        if state is not None:
+            state.conv.copy_(F.pad(x, (self.d_conv - T, 0)))  # last d_conv inputs, zeros before
+        x = F.silu(self.conv1d(x)[..., :T])  # causal depthwise conv
+        delta, Bm, Cm = self._ssm_inputs(x)
+        A = -torch.exp(self.A_log.float())  # (d_inner, N)
+        backend = self._backend("scan", hidden.device)
+        self.last_scan_backend = backend
+        out = selective_scan(
+            x, delta, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True, return_last_state=state is not None, backend=backend,
+        )
+        if state is not None:
+            y, last = out
+            state.ssm.copy_(last)
+        else:
+            y = out
+        return self.out_proj(y.transpose(1, 2))  # (B, T, d_model)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return self._mix(hidden, None)
+
+    def allocate_inference_cache(
+        self,
+        batch_size: int,
+        max_seqlen: int = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
+    ) -> MambaState:
+        """Zeroed state; its size does not depend on ``max_seqlen``. The SSM state is fp32."""
+        w = self.in_proj.weight
+        device = device or w.device
+        return MambaState(
+            conv=torch.zeros(batch_size, self.d_inner, self.d_conv, dtype=dtype or w.dtype, device=device),
+            ssm=torch.zeros(batch_size, self.d_inner, self.d_state, dtype=torch.float32, device=device),
+        )
+
+    def prefill(self, hidden: Tensor, state: MambaState, offset: int = 0) -> Tensor:
+        """hidden: (B, T, d_model) -> (B, T, d_model), leaving the state after the last token.
+
+        From offset 0 this is one parallel scan; continuing a filled state runs ``step`` per
+        token (the scan operators take no initial state)."""
+        if offset == 0:
+            return self._mix(hidden, state)
+        outs = [self.step(hidden[:, t], state, offset + t) for t in range(hidden.shape[1])]
+        return torch.stack(outs, dim=1)
+
+    def step(self, hidden: Tensor, state: MambaState, pos: int | Tensor = 0) -> Tensor:
+        """hidden: (B, d_model), one token -> (B, d_model); ``state`` updated in place.
+        ``pos`` is unused (the recurrence does not depend on position)."""
+        xz = hidden @ self.in_proj.weight.t()  # (B, 2 * d_inner)
+        x, z = xz.chunk(2, dim=-1)  # each (B, d_inner)
+        conv = state.conv
+        conv.copy_(torch.roll(conv, shifts=-1, dims=-1))
+        conv[:, :, -1] = x.to(conv.dtype)
+        x = (conv * self.conv1d.weight[:, 0, :].to(conv.dtype)).sum(-1)  # (B, d_inner)
+        x = F.silu(x + self.conv1d.bias.to(conv.dtype)).to(hidden.dtype)
+        delta, Bm, Cm = self._ssm_inputs(x[:, :, None])
+        A = -torch.exp(self.A_log.float())
+        backend = self._backend("step", hidden.device)
+        self.last_step_backend = backend
+        y = selective_state_update(
+            state.ssm, x, delta[..., 0], A, Bm[..., 0], Cm[..., 0], self.D.float(), z=z,
+            dt_bias=self.dt_proj.bias.float(), dt_softplus=True, backend=backend,
+        )
+        return self.out_proj(y)
+
+    def flops_per_token(self, seq_len: int = 1) -> int:
+        """Forward FLOPs per token: 2 per projection and conv weight, plus the scan's FLOPs
+        (``ssmbench.ops.scan.counts``, 9 per state element + D skip + z gate)."""
+        weights = sum(
+            m.weight.numel() for m in (self.in_proj, self.conv1d, self.x_proj, self.dt_proj, self.out_proj)
+        )
+        scan = scan_flops(ScanShape(batch=1, dim=self.d_inner, seqlen=1, dstate=self.d_state), "fwd")
+        return 2 * weights + scan
