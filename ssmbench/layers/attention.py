@@ -42,9 +42,7 @@ class CausalSelfAttention(nn.Module):
     rotary: apply RoPE to queries and keys (turn off for models with learned positions).
     """
 
-    def __init__(
-        self, d_model: int, n_heads: int, rope_base: float = 10000.0, rotary: bool = True
-    ) -> None:
+    def __init__(self, d_model: int, n_heads: int, rope_base: float = 10000.0, rotary: bool = True) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} not divisible by n_heads {n_heads}")
@@ -105,9 +103,7 @@ class CausalSelfAttention(nn.Module):
             # query i (position offset + i) sees keys 0..offset + i: a bottom-right causal mask
             rows = torch.arange(offset, end, device=x.device)[:, None]
             mask = torch.arange(end, device=x.device)[None, :] <= rows  # (T, end)
-            y = F.scaled_dot_product_attention(
-                q, cache.k[:B, :, :end], cache.v[:B, :, :end], attn_mask=mask
-            )
+            y = F.scaled_dot_product_attention(q, cache.k[:B, :, :end], cache.v[:B, :, :end], attn_mask=mask)
         return self._merge(y)
 
     def step(self, x: Tensor, cache: KVCache, pos: int | Tensor) -> Tensor:

@@ -123,8 +123,17 @@ class Mamba(nn.Module):
         backend = self._backend("scan", hidden.device)
         self.last_scan_backend = backend
         out = selective_scan(
-            x, delta, A, Bm, Cm, self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(),
-            delta_softplus=True, return_last_state=state is not None, backend=backend,
+            x,
+            delta,
+            A,
+            Bm,
+            Cm,
+            self.D.float(),
+            z=z,
+            delta_bias=self.dt_proj.bias.float(),
+            delta_softplus=True,
+            return_last_state=state is not None,
+            backend=backend,
         )
         if state is not None:
             y, last = out
@@ -176,8 +185,17 @@ class Mamba(nn.Module):
         backend = self._backend("step", hidden.device)
         self.last_step_backend = backend
         y = selective_state_update(
-            state.ssm, x, delta[..., 0], A, Bm[..., 0], Cm[..., 0], self.D.float(), z=z,
-            dt_bias=self.dt_proj.bias.float(), dt_softplus=True, backend=backend,
+            state.ssm,
+            x,
+            delta[..., 0],
+            A,
+            Bm[..., 0],
+            Cm[..., 0],
+            self.D.float(),
+            z=z,
+            dt_bias=self.dt_proj.bias.float(),
+            dt_softplus=True,
+            backend=backend,
         )
         return self.out_proj(y)
 

@@ -34,6 +34,10 @@ class LMConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     scan_backend: str = "auto"
+    # decode-step backend of the Mamba layers (ssmbench.ops STEP_BACKENDS or "auto")
+    step_backend: str = "auto"
+    # MoE expert dispatch: "auto", "bmm" (padded batched matmul) or "grouped_mm"
+    moe_dispatch: str = "auto"
 
     def __post_init__(self) -> None:
         bad = [k for k in self.pattern if k not in BLOCK_KINDS]
