@@ -1,0 +1,81 @@
+"""Token windows for training (seeded random) and evaluation (a fixed set), with BPB bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ssmbench.errors import BadInput
+
+EVAL_MODES = ("nonoverlap", "sliding")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """inputs, targets: (N, T) int64; mask: (N, T) bool, True where a target is scored;
+    n_bytes: raw bytes covered by the scored targets (the BPB denominator)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    n_tokens: int
+    n_bytes: int
+    mode: str
+    stride: int
+
+
+class TokenDataset:
+    """Train and validation token streams of one tokenizer, cut into windows of seq_len + 1.
+
+    The training batch of step s depends only on (seed, s), so every model of a comparison
+    sees the same batches and a resumed run picks up where it stopped.
+    """
+
+    def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, seq_len: int,
+                 token_bytes: np.ndarray, seed: int = 0) -> None:
+        if seq_len <= 0:
+            raise BadInput(f"--seq-len must be positive, got {seq_len}")
+        for split, ids in (("training", train_ids), ("validation", val_ids)):
+            if len(ids) < seq_len + 1:
+                raise BadInput(f"context {seq_len} is longer than the {split} split "
+                               f"({len(ids)} tokens); use a shorter --seq-len or more data")
+        self.train_ids = torch.from_numpy(train_ids.astype(np.int32))  # int32 halves the memory of int64
+        self.val_ids = torch.from_numpy(val_ids.astype(np.int32))
+        self.seq_len = seq_len
+        self.token_bytes = torch.from_numpy(token_bytes.astype(np.int64))
+        self.seed = seed
+
+    def train_batch(self, step: int, batch_size: int) -> torch.Tensor:
+        """(batch_size, seq_len + 1) windows at random offsets, the same for a given (seed, step)."""
+        rng = np.random.default_rng([self.seed, step])
+        starts = torch.from_numpy(rng.integers(0, len(self.train_ids) - self.seq_len, size=batch_size))
+        offsets = torch.arange(self.seq_len + 1)
+        return self.train_ids[starts[:, None] + offsets[None, :]].long()  # (B, T+1)
+
+    def eval_set(self, max_windows: int, mode: str = "nonoverlap", stride: int | None = None) -> EvalSet:
+        """The first ``max_windows`` windows of the validation split.
+
+        nonoverlap: windows start every seq_len tokens, every target scored once.
+        sliding: windows start every ``stride`` tokens; a window scores only its last ``stride``
+        targets (the first window scores all), so each target is predicted with at least
+        seq_len - stride tokens of context.
+        """
+        if mode not in EVAL_MODES:
+            raise BadInput(f"unknown eval mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
+        if max_windows <= 0:
+            raise BadInput(f"eval windows must be positive, got {max_windows}")
+        t = self.seq_len
+        step = t if mode == "nonoverlap" else (stride or t // 2)
+        if not 0 < step <= t:
+            raise BadInput(f"--eval-stride must be in 1..{t} (the context), got {step}")
+        starts = torch.arange(0, len(self.val_ids) - t, step)[:max_windows]
+        windows = self.val_ids[starts[:, None] + torch.arange(t + 1)[None, :]].long()  # (N, T+1)
+        mask = torch.ones(len(starts), t, dtype=torch.bool)
+        if mode == "sliding":
+            mask[1:, : t - step] = False
+        targets = windows[:, 1:]
+        n_bytes = int(self.token_bytes[targets[mask]].sum())
+        return EvalSet(windows[:, :-1].contiguous(), targets.contiguous(), mask, int(mask.sum()), n_bytes,
+                       mode, step)
