@@ -95,6 +95,8 @@ class ModelSet:
     name: str
     description: str
     models: tuple[tuple[str, ModelConfig], ...]
+    # the context the set is usually trained at; the default for FLOPs per token
+    seq_len: int = 1024
 
     def names(self) -> list[str]:
         return [n for n, _ in self.models]
@@ -114,4 +116,4 @@ class ModelSet:
             own = {f.name for f in fields(cfg)}
             applicable = {k: v for k, v in changes.items() if k in own}
             out.append((n, replace(cfg, **applicable) if applicable else cfg))
-        return ModelSet(self.name, self.description, tuple(out))
+        return ModelSet(self.name, self.description, tuple(out), self.seq_len)

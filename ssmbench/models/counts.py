@@ -6,12 +6,14 @@ largest presets are counted without allocating their weights.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ssmbench.models.config import LMConfig, ModelConfig
+from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
 from ssmbench.models.registry import build_model
 
 
@@ -91,3 +93,60 @@ def flops_per_token(model_or_cfg: nn.Module | LMConfig, seq_len: int) -> int:
     model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_on_meta(model_or_cfg)
     layers = [block.layer for block in model.blocks]
     return sum(layer.flops_per_token(seq_len) for layer in layers) + 2 * model.lm_head.weight.numel()
+
+
+def describe_pattern(pattern: tuple[str, ...]) -> str:
+    """("attn", "ff") * 8 -> "8 x (attn, ff)"; a pattern that is not a repeat is listed whole."""
+    for period in range(1, len(pattern) + 1):
+        unit = pattern[:period]
+        if len(pattern) % period == 0 and unit * (len(pattern) // period) == pattern:
+            return f"{len(pattern) // period} x ({', '.join(unit)})"
+    return ", ".join(pattern)
+
+
+def _megabyte_row(cfg: MegaByteConfig, seq_len: int) -> dict[str, Any]:
+    """MegaByte counts from ssmbench.models.megabyte when it provides them, else counted generically."""
+    megabyte = importlib.import_module("ssmbench.models.megabyte")
+    counts = megabyte.param_counts(cfg) if hasattr(megabyte, "param_counts") else param_counts(cfg)
+    if not isinstance(counts, dict):
+        counts = counts.to_dict() if hasattr(counts, "to_dict") else asdict(counts)
+    flops = int(megabyte.flops_per_byte(cfg, seq_len)) if hasattr(megabyte, "flops_per_byte") else None
+    structure = (
+        f"MegaByte P={cfg.patch_size}: global d {cfg.d_global} x {cfg.n_global_layers}, "
+        f"local d {cfg.d_local} x {cfg.n_local_layers}"
+    )
+    return {"structure": structure, **counts, "flops_per_token": flops}
+
+
+def describe_model_set(model_set: ModelSet, seq_len: int | None = None) -> list[dict[str, Any]]:
+    """One row per model: name, structure, d_model, vocab_size, params_total, params_active,
+    params_total_nonembed, params_active_nonembed, flops_per_token (forward, at ``seq_len``,
+    default the set's own; a token is a byte when vocab_size is 256), token ('byte' or 'token')."""
+    seq_len = seq_len or model_set.seq_len
+    rows = []
+    for name, cfg in model_set.models:
+        if isinstance(cfg, LMConfig):
+            counts = param_counts(cfg).to_dict()
+            row = {"structure": describe_pattern(cfg.pattern), **counts}
+            row["flops_per_token"] = flops_per_token(cfg, seq_len)
+            d_model = cfg.d_model
+        else:
+            row = _megabyte_row(cfg, seq_len)
+            d_model = cfg.d_global
+        params = {
+            f"params_{k}": int(row[k] if k in row else row[f"params_{k}"])
+            for k in ("total", "active", "total_nonembed", "active_nonembed")
+        }
+        rows.append(
+            {
+                "name": name,
+                "structure": row["structure"],
+                "d_model": d_model,
+                "vocab_size": cfg.vocab_size,
+                **params,
+                "flops_per_token": row["flops_per_token"],
+                "token": "byte" if cfg.vocab_size == 256 else "token",
+                "seq_len": seq_len,
+            }
+        )
+    return rows

@@ -6,7 +6,8 @@ Every set holds the same five models, built from one block count n and width d:
   mamba-mlp   = ("mamba", "ff") * n     FF width d_ff_mamba (3d: 6 d^2, like the Mamba layer)
   moe         = ("attn", "moe") * n     experts of width d_expert (3d)
   moe-mamba   = ("mamba", "moe") * n
-A preset's vocab size is a default: the training task replaces it with its tokenizer's.
+A preset's vocab size is a default: the training task replaces it with its tokenizer's. Its
+seq_len is the context the paper trained at (FLOPs per token are quoted there).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def five_way(
     n_experts: int,
     capacity_factor: float = 1.0,
     lb_loss_weight: float = 0.01,
+    seq_len: int = 1024,
 ) -> ModelSet:
     """The five zoo models at one size (see the module docstring for the patterns)."""
     base = LMConfig(
@@ -53,7 +55,7 @@ def five_way(
         ("moe", replace(base, pattern=("attn", "moe") * n_blocks)),
         ("moe-mamba", replace(base, pattern=("mamba", "moe") * n_blocks)),
     )
-    return ModelSet(name, description, models)
+    return ModelSet(name, description, models, seq_len)
 
 
 def _has_moe(cfg: ModelConfig) -> bool:
@@ -67,7 +69,7 @@ def with_experts(model_set: ModelSet, n_experts: int) -> ModelSet:
     models = tuple(
         (name, replace(cfg, n_experts=n_experts) if _has_moe(cfg) else cfg) for name, cfg in model_set.models
     )
-    return ModelSet(model_set.name, f"{model_set.description} [{n_experts} experts]", models)
+    return replace(model_set, description=f"{model_set.description} [{n_experts} experts]", models=models)
 
 
 _V1 = dict(vocab_size=50257, d_model=512, n_blocks=8, n_heads=8, d_ff=2048, d_ff_mamba=1536, d_expert=1536)
@@ -78,28 +80,28 @@ _SIZES: dict[str, tuple[str, dict]] = {
         "tiny five-way zoo for CPU tests: d 64, 2 blocks (4 Mamba layers), 4 heads, "
         "4 experts of 192, byte vocab",
         dict(vocab_size=256, d_model=64, n_blocks=2, n_heads=4, d_ff=256, d_ff_mamba=192, d_expert=192,
-             n_experts=4),
+             n_experts=4, seq_len=128),
     ),
     "small": (
         "minutes on one GPU: d 256, 4 blocks (8 Mamba layers), 4 heads, 16 experts of 768, vocab 4096",
         dict(vocab_size=4096, d_model=256, n_blocks=4, n_heads=4, d_ff=1024, d_ff_mamba=768, d_expert=768,
-             n_experts=16),
+             n_experts=16, seq_len=512),
     ),
     "paper-v1": (
         "MoE-Mamba v1: d 512, 8 blocks or 16 Mamba layers, attention-side FF 2048, Mamba-side FF and "
         "32 experts of 1536, 8 heads, capacity 1.0, lb 0.01, GPT-2 vocab (trained at context 256)",
-        dict(_V1, n_experts=32),
+        dict(_V1, n_experts=32, seq_len=256),
     ),
     "paper-v2-25m": (
         "MoE-Mamba v2, ~25M active non-embedding: the v1 shapes (d 512, 8 blocks; Transformer "
         "12 d^2 x 8 = 25.2M), which v2 trains longer (context 1024, batch 64, 150k steps, cosine, wd 0.1)",
-        dict(_V1, n_experts=32),
+        dict(_V1, n_experts=32, seq_len=1024),
     ),
     "paper-v2-100m": (
         "MoE-Mamba v2, ~100M active non-embedding: d 768, 14 blocks (28 Mamba layers), 12 heads, FF 3072 "
         "/ 2304, 32 experts of 2304; 14 blocks so that the Transformer's 12 d^2 x 14 = 99.1M",
         dict(vocab_size=50257, d_model=768, n_blocks=14, n_heads=12, d_ff=3072, d_ff_mamba=2304,
-             d_expert=2304, n_experts=32),
+             d_expert=2304, n_experts=32, seq_len=1024),
     ),
 }  # fmt: skip
 

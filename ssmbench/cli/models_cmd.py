@@ -1,0 +1,99 @@
+"""`ssmbench models`: every model of a preset with parameter counts and FLOPs per token."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ssmbench.cli.app import app
+from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.errors import BadInput
+from ssmbench.models.counts import describe_model_set
+from ssmbench.models.presets import with_experts
+from ssmbench.models.registry import all_model_sets, get_model_set
+
+COLUMNS = (
+    "name",
+    "structure",
+    "params_total",
+    "params_active",
+    "params_total_nonembed",
+    "params_active_nonembed",
+    "flops_per_token",
+)
+
+
+def _millions(x: object) -> str:
+    return "-" if x is None else f"{int(x) / 1e6:,.2f}M"
+
+
+def _presets_table() -> Table:
+    table = Table(title="model presets (ssmbench models --preset NAME)")
+    for col in ("preset", "models", "description"):
+        table.add_column(col)
+    for name, ms in all_model_sets().items():
+        table.add_row(name, ", ".join(ms.names()), ms.description)
+    return table
+
+
+def _models_table(title: str, caption: str, rows: list[dict]) -> Table:
+    unit = "byte" if rows and all(r["token"] == "byte" for r in rows) else "token"
+    table = Table(title=title, caption=caption)
+    headers = (
+        "model",
+        "structure",
+        "total",
+        "active",
+        "total non-emb",
+        "active non-emb",
+        f"fwd FLOPs/{unit}",
+    )
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i < 2 else "right")
+    for r in rows:
+        table.add_row(r["name"], r["structure"], *(_millions(r[c]) for c in COLUMNS[2:]))
+    return table
+
+
+@app.command("models")
+@cli_errors
+def models_command(
+    preset: Annotated[
+        Optional[str],
+        typer.Option(help="Model set to list (smoke, small, paper-v1, ...); omit to list the sets."),
+    ] = None,
+    experts: Annotated[
+        Optional[int], typer.Option(help="Experts per MoE layer instead of the preset's (ablation: 1..32).")
+    ] = None,
+    seq_len: Annotated[
+        Optional[int],
+        typer.Option(help="Context for FLOPs per token (attention grows with it); default the preset's."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Parameter counts (total / active, with and without embeddings) and forward FLOPs per token."""
+    if preset is None:
+        if json_out:
+            print_json(
+                {
+                    n: {"models": ms.names(), "description": ms.description}
+                    for n, ms in all_model_sets().items()
+                }
+            )
+        else:
+            console.print(_presets_table())
+        return
+    if seq_len is not None and seq_len < 1:
+        raise BadInput(f"--seq-len must be positive, got {seq_len}")
+    model_set = get_model_set(preset)
+    if experts is not None:
+        model_set = with_experts(model_set, experts)
+    rows = describe_model_set(model_set, seq_len)
+    if json_out:
+        print_json({"preset": model_set.name, "description": model_set.description, "models": rows})
+        return
+    seq = seq_len or model_set.seq_len
+    title = f"{model_set.name}: parameters and forward FLOPs at context {seq}"
+    console.print(_models_table(title, model_set.description, rows))
