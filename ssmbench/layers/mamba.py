@@ -88,6 +88,8 @@ class Mamba(nn.Module):
     def reset_ssm_parameters(self) -> None:
         """Standard Mamba init: dt_proj weight U(+-dt_rank^-0.5); dt_proj bias = softplus^-1(dt),
         dt log-uniform in [dt_min, dt_max]; A_log = log([1..N]) per channel; D = 1."""
+        if self.D.is_meta:  # shapes only (parameter counting): nothing to initialise
+            return
         dt_min, dt_max, floor = self._dt_range
         std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)

@@ -136,11 +136,14 @@ class SwitchMoE(nn.Module):
         order = torch.argsort(torch.where(r.kept, r.expert, E), stable=True)  # (N,)
         kept_counts = r.counts.clamp(max=capacity) if capacity is not None else r.counts  # (E,)
         offs = kept_counts.cumsum(0).to(torch.int32)  # (E,) end of each expert's rows
+        kept_sorted = r.kept[order, None]  # (N, 1)
         with torch.autocast(x.device.type, enabled=False):
-            xs = x[order].to(dtype)  # (N, d)
+            # rows past offs[-1] come back undefined, in the forward and in the input gradient:
+            # the where() keeps them away from the dropped tokens' gradient
+            xs = torch.where(kept_sorted, x[order], 0).to(dtype)  # (N, d)
             h = F.relu(gmm(xs, self.w_in.to(dtype).transpose(1, 2), offs=offs))  # (N, d_expert)
             out = gmm(h, self.w_out.to(dtype).transpose(1, 2), offs=offs)  # (N, d)
-        out = torch.where(r.kept[order, None], out, out.new_zeros(()))  # rows past offs[-1] undefined
+        out = torch.where(kept_sorted, out, 0)
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(order.shape[0], device=order.device)
         return out[inverse]

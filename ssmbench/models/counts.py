@@ -6,7 +6,9 @@ largest presets are counted without allocating their weights.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,9 +33,24 @@ class ParamCounts:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Make torch.nn.init's in-place initialisers no-ops: on meta tensors they compute nothing
+    anyway, but their Python decompositions import torch._dynamo (seconds) on first use."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(nn.init, n, fn)
+
+
 def build_on_meta(cfg: ModelConfig) -> nn.Module:
-    """The model of ``cfg`` with meta tensors: shapes only, no memory, no real init."""
-    with torch.device("meta"):
+    """The model of ``cfg`` with meta tensors: shapes only, no memory, no init."""
+    with torch.device("meta"), _skip_init():
         return build_model(cfg)
 
 
