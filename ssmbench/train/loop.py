@@ -1,0 +1,250 @@
+"""Train one model: AdamW, schedule, clipping, bf16 autocast on GPU, MoE aux loss, fixed evals.
+
+The state of a run (step, metric rows, EMA, time, status) is a ``ModelRun``; checkpoints save
+it with the model and optimizer, and ``train_model`` continues from whatever step it holds.
+Rows are long-format dicts: model, step, metric, value, wall_s (training seconds so far,
+evaluations excluded), tokens (training tokens so far).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssmbench.bench.timing import synchronize
+from ssmbench.data.dataset import EvalSet, TokenDataset
+from ssmbench.train.config import TrainConfig
+from ssmbench.train.metrics import EMA, bits_per_byte
+from ssmbench.train.schedule import lr_at
+
+FINISHED = ("done", "diverged", "oom")
+EVAL_ELEMENTS = 1 << 26  # logits elements per evaluation chunk (256 MB in fp32)
+
+
+@dataclass
+class ModelRun:
+    """Progress of one model. status: pending, running, done, diverged, oom or interrupted."""
+
+    name: str
+    step: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ema_m: float = 0.0
+    ema_n: int = 0
+    train_time_s: float = 0.0
+    tokens: int = 0
+    status: str = "pending"
+    error: str | None = None
+    kernels: dict[str, str] = field(default_factory=dict)
+    peak_mem_bytes: int | None = None
+    peak_mem_kind: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelRun:
+        return cls(**d)
+
+    def add(self, metric: str, value: float) -> None:
+        self.rows.append({"model": self.name, "step": self.step, "metric": metric, "value": float(value),
+                          "wall_s": self.train_time_s, "tokens": self.tokens})
+
+
+@dataclass
+class TrainHooks:
+    """Callbacks: progress(run, loss, tokens_per_s) after each logged interval; evaluated(run)
+    after each evaluation (persist the rows); checkpoint(run, model, optimizer) every
+    cfg.checkpoint_every steps."""
+
+    progress: Callable[[ModelRun, float, float], None] = lambda run, loss, tps: None
+    evaluated: Callable[[ModelRun], None] = lambda run: None
+    checkpoint: Callable[[ModelRun, nn.Module, torch.optim.Optimizer], None] = lambda run, m, o: None
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only, never on params flagged ``_no_weight_decay``."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when asked; full precision otherwise (CPU runs are references)."""
+    if device.type == "cuda" and amp == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ev: EvalSet, device: torch.device, amp: str = "none",
+             batch_size: int = 16) -> tuple[float, float]:
+    """(mean loss in nats per scored token, bits per raw byte) on the fixed evaluation set."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    n, t = ev.inputs.shape
+    vocab = None
+    i = 0
+    while i < n:
+        chunk = batch_size if vocab is None else max(1, min(batch_size, EVAL_ELEMENTS // (t * vocab)))
+        x, y, m = (a[i : i + chunk].to(device) for a in (ev.inputs, ev.targets, ev.mask))
+        with autocast(device, amp):
+            logits = model(x).logits  # (b, T, V)
+        vocab = logits.shape[-1]
+        nll = F.cross_entropy(logits.float().transpose(1, 2), y, reduction="none")  # (b, T)
+        total += (nll * m).sum(dtype=torch.float64)
+        i += chunk
+    model.train(was_training)
+    nll_sum = float(total)
+    return nll_sum / ev.n_tokens, bits_per_byte(nll_sum, ev.n_bytes)
+
+
+def _kernels(model: nn.Module) -> dict[str, str]:
+    paths = getattr(model, "kernel_paths", None)
+    return dict(paths()) if callable(paths) else {}
+
+
+class _Window:
+    """Losses, gradient norms and learning rates between two logged steps, kept on the device
+    until then (one sync per window)."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.grad_norms: list[torch.Tensor] = []
+        self.lrs: list[float] = []
+
+
+class _MoELoad:
+    """Expert load between two evaluations: mean fraction of tokens per expert (over MoE layers
+    and steps) and mean dropped fraction."""
+
+    def __init__(self) -> None:
+        self.fraction: torch.Tensor | None = None
+        self.dropped: torch.Tensor | None = None
+        self.n = 0
+
+    def add(self, stats: list[dict[str, Any]]) -> None:
+        if not stats:
+            return
+        frac = torch.stack([s["expert_fraction"].detach().float() for s in stats]).mean(0)  # (E,)
+        drop = torch.stack([torch.as_tensor(s["dropped_fraction"]).detach().float() for s in stats]).mean()
+        self.fraction = frac if self.fraction is None else self.fraction + frac
+        self.dropped = drop if self.dropped is None else self.dropped + drop
+        self.n += 1
+
+    def rows_into(self, run: ModelRun) -> None:
+        if self.fraction is None or self.dropped is None:
+            return
+        frac = (self.fraction / self.n).tolist()
+        for e, f in enumerate(frac):
+            run.add(f"expert_fraction_{e:03d}", f)
+        run.add("moe_max_load", max(frac) * len(frac))
+        run.add("moe_dropped_fraction", float(self.dropped / self.n))
+
+
+def train_model(model: nn.Module, dataset: TokenDataset, eval_set: EvalSet, cfg: TrainConfig,
+                device: torch.device, run: ModelRun, optimizer: torch.optim.Optimizer | None = None,
+                hooks: TrainHooks | None = None) -> ModelRun:
+    """Train ``model`` from ``run.step`` to ``cfg.steps``; returns the updated run.
+
+    A NaN/inf training loss ends the run with status "diverged" (the rows so far are kept).
+    CUDA out-of-memory propagates to the caller, which records it.
+    """
+    hooks = hooks or TrainHooks()
+    model.to(device).train()
+    opt = optimizer if optimizer is not None else make_optimizer(model, cfg)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    ema = EMA(cfg.ema_alpha, run.ema_m, run.ema_n)
+    eval_bs = max(1, cfg.batch_size // cfg.grad_accum)
+    run.status = "running"
+    if not any(r["metric"] == "eval_loss" for r in run.rows):
+        _evaluate_into(run, model, eval_set, device, cfg, eval_bs)
+        hooks.evaluated(run)
+    micro = cfg.batch_size // cfg.grad_accum
+    window, moe, t_last = _Window(), _MoELoad(), time.perf_counter()
+    while run.step < cfg.steps:
+        lr = lr_at(run.step, lr=cfg.lr, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                   schedule=cfg.schedule, min_lr_frac=cfg.min_lr_frac)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = dataset.train_batch(run.step, cfg.batch_size).to(device, non_blocking=True)  # (B, T+1)
+        opt.zero_grad(set_to_none=True)
+        step_loss = torch.zeros((), device=device)
+        for k in range(cfg.grad_accum):
+            part = batch[k * micro : (k + 1) * micro]  # (B / grad_accum, T+1)
+            with autocast(device, cfg.amp):
+                out = model(part[:, :-1], part[:, 1:])
+            ((out.loss + out.aux_loss) / cfg.grad_accum).backward()
+            step_loss += out.loss.detach().float() / cfg.grad_accum
+            moe.add(out.moe_stats)
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        window.grad_norms.append(torch.nn.utils.clip_grad_norm_(params, max_norm).detach())
+        opt.step()
+        window.losses.append(step_loss)
+        window.lrs.append(lr)
+        run.step += 1
+        at_eval = run.step % cfg.eval_interval == 0 or run.step == cfg.steps
+        at_ckpt = bool(cfg.checkpoint_every) and run.step % cfg.checkpoint_every == 0 and run.step < cfg.steps
+        if run.step % cfg.log_interval == 0 or at_eval or at_ckpt:
+            if not run.kernels:
+                run.kernels = _kernels(model)
+            synchronize(device)
+            if not _log_window(run, window, ema, time.perf_counter() - t_last, cfg, hooks):
+                return run
+            window = _Window()
+            if at_eval:
+                moe.rows_into(run)
+                moe = _MoELoad()
+                _evaluate_into(run, model, eval_set, device, cfg, eval_bs)
+                hooks.evaluated(run)
+            if at_ckpt:
+                hooks.checkpoint(run, model, opt)
+            t_last = time.perf_counter()  # evaluation and checkpoint time is not training time
+    run.status = "done"
+    return run
+
+
+def _log_window(run: ModelRun, w: _Window, ema: EMA, dt: float, cfg: TrainConfig, hooks: TrainHooks) -> bool:
+    """Turn a window into rows; False (and status "diverged") when a loss is not finite."""
+    losses = torch.stack(w.losses).tolist()
+    n = len(losses)
+    run.train_time_s += dt
+    run.tokens += n * cfg.batch_size * cfg.seq_len
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+    if bad:
+        run.step = run.step - n + bad[0] + 1
+        run.add("train_loss", float("nan"))
+        run.status, run.error = "diverged", f"loss {losses[bad[0]]} at step {run.step}"
+        return False
+    for v in losses:
+        ema.update(v)
+    run.ema_m, run.ema_n = ema.m, ema.n
+    tps = n * cfg.batch_size * cfg.seq_len / dt if dt > 0 else float("nan")
+    mean_loss = sum(losses) / n
+    run.add("train_loss", mean_loss)
+    run.add("train_loss_ema", ema.value)
+    run.add("lr", w.lrs[-1])
+    run.add("grad_norm", float(torch.stack(w.grad_norms).float().mean()))
+    run.add("step_time_ms", 1e3 * dt / n)
+    run.add("tokens_per_s", tps)
+    hooks.progress(run, mean_loss, tps)
+    return True
+
+
+def _evaluate_into(run: ModelRun, model: nn.Module, ev: EvalSet, device: torch.device, cfg: TrainConfig,
+                   batch_size: int) -> None:
+    loss, bpb = evaluate(model, ev, device, cfg.amp, batch_size)
+    run.add("eval_loss", loss)
+    run.add("eval_bpb", bpb)
