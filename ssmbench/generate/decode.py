@@ -92,7 +92,7 @@ class Decoder:
         self.plan: Any = None
         self.path = "eager"
         if cuda_graph and self.device.type != "cuda":
-            self.path = "eager (CUDA graphs need a CUDA device)"
+            self.path = "eager (no CUDA)"
         elif cuda_graph:
             self._capture()
 
