@@ -1,0 +1,68 @@
+"""`ssmbench models` through Typer's CliRunner: table, JSON, presets list, one-line errors."""
+
+import json
+
+from typer.testing import CliRunner
+
+from ssmbench.cli import app
+from ssmbench.models.counts import param_counts
+from ssmbench.models.presets import ZOO_PRESETS
+
+runner = CliRunner()
+
+
+def test_models_table():
+    result = runner.invoke(app, ["models", "--preset", "smoke"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in ZOO_PRESETS["smoke"].names():
+        assert name in result.output
+    assert "FLOPs/byte" in result.output  # vocab 256: a token is a byte
+
+
+def test_models_json_matches_counts():
+    result = runner.invoke(app, ["models", "--preset", "smoke", "--json", "--seq-len", "64"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["preset"] == "smoke"
+    rows = {r["name"]: r for r in data["models"]}
+    assert list(rows) == ZOO_PRESETS["smoke"].names()
+    moe = param_counts(ZOO_PRESETS["smoke"].get("moe"))
+    assert (
+        rows["moe"]["params_total"] == moe.total
+        and rows["moe"]["params_active_nonembed"] == moe.active_nonembed
+    )
+    keys = {
+        "params_total",
+        "params_active",
+        "params_total_nonembed",
+        "params_active_nonembed",
+        "flops_per_token",
+    }
+    assert all(keys <= set(r) and r["seq_len"] == 64 for r in rows.values())
+
+
+def test_models_experts_option_changes_moe_only():
+    base = json.loads(runner.invoke(app, ["models", "--preset", "smoke", "--json"]).stdout)
+    more = json.loads(runner.invoke(app, ["models", "--preset", "smoke", "--json", "--experts", "8"]).stdout)
+    b, m = ({r["name"]: r for r in d["models"]} for d in (base, more))
+    assert m["moe"]["params_total"] > b["moe"]["params_total"]
+    assert m["moe"]["params_active"] == b["moe"]["params_active"] + 2 * 64 * 4  # 2 routers, 4 more experts
+    assert m["transformer"] == b["transformer"]
+
+
+def test_models_lists_presets_without_preset():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    assert {"smoke", "small", "paper-v1", "paper-v2-25m", "paper-v2-100m"} <= set(json.loads(result.stdout))
+
+
+def test_bad_input_is_one_line_exit_2():
+    for args in (
+        ["--preset", "nope"],
+        ["--preset", "smoke", "--experts", "0"],
+        ["--preset", "smoke", "--seq-len", "0"],
+    ):
+        result = runner.invoke(app, ["models", *args])
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr

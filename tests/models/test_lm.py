@@ -1,0 +1,110 @@
+"""The pattern-built LM: decoding equals the full forward for every block kind; losses; gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssmbench.models.config import LMConfig
+from ssmbench.models.lm import LM
+from ssmbench.models.presets import ZOO_PRESETS
+from tests.helpers import assert_close
+
+PATTERNS = {
+    "transformer": ("attn", "ff") * 2,
+    "mamba": ("mamba",) * 4,
+    "mamba-mlp": ("mamba", "ff") * 2,
+    "moe": ("attn", "moe") * 2,
+    "moe-mamba": ("mamba", "moe") * 2,
+}
+
+
+def tiny(pattern: tuple[str, ...], **kw) -> LMConfig:
+    base = dict(
+        vocab_size=41, d_model=24, pattern=pattern, n_heads=3, d_ff=40, d_expert=20, n_experts=3,
+        d_state=4, scan_backend="ref", step_backend="ref",
+    )  # fmt: skip
+    # capacity for every token: decoding never drops, so the forward must not either
+    base.update(capacity_factor=3.0)
+    base.update(kw)
+    return LMConfig(**base)
+
+
+@pytest.mark.parametrize("kind", list(PATTERNS))
+def test_decode_equals_forward(kind):
+    model = LM(tiny(PATTERNS[kind])).eval()
+    idx = torch.randint(0, 41, (2, 9))
+    with torch.no_grad():
+        full = model(idx).logits  # (2, 9, V)
+        cache = model.allocate_inference_cache(2, 12)
+        stepped = torch.stack([model.step(idx[:, t], cache) for t in range(9)], dim=1)
+        assert cache.seqlen_offset == 9
+        cache.reset()
+        pre = model.prefill(idx[:, :5], cache)
+        rest = torch.stack([model.step(idx[:, t], cache) for t in range(5, 9)], dim=1)
+    assert_close(stepped, full, 1e-4, f"{kind}: steps vs forward")
+    assert_close(torch.cat([pre, rest], dim=1), full, 1e-4, f"{kind}: prefill + steps vs forward")
+
+
+def test_static_positions_decode_equals_forward():
+    model = LM(tiny(("attn", "mamba", "ff"))).eval()
+    idx = torch.randint(0, 41, (1, 7))
+    with torch.no_grad():
+        full = model(idx).logits
+        cache = model.allocate_inference_cache(1, 8)
+        pre = model.prefill(idx[:, :3], cache)
+        cache.use_static_positions("cpu")
+        rest = torch.stack([model.step(idx[:, t], cache) for t in range(3, 7)], dim=1)
+    assert cache.position.item() == 7 == cache.seqlen_offset
+    assert_close(torch.cat([pre, rest], dim=1), full, 1e-4, "static-position steps vs forward")
+
+
+def test_cache_overflow_is_refused():
+    model = LM(tiny(("mamba",)))
+    cache = model.allocate_inference_cache(1, 3)
+    with pytest.raises(ValueError, match="has 3 left"):
+        model.prefill(torch.zeros(1, 4, dtype=torch.long), cache)
+
+
+def test_loss_aux_and_stats():
+    model = LM(tiny(("attn", "moe") * 2, capacity_factor=1.0, lb_loss_weight=0.5))
+    idx, tgt = torch.randint(0, 41, (2, 2, 11)).unbind(0)
+    out = model(idx, tgt)
+    assert out.logits.shape == (2, 11, 41)
+    assert out.loss.item() == pytest.approx(
+        F.cross_entropy(out.logits.reshape(-1, 41), tgt.reshape(-1)).item()
+    )
+    assert len(out.moe_stats) == 2
+    for s in out.moe_stats:
+        assert s["expert_fraction"].shape == (3,) and s["expert_fraction"].sum().item() == pytest.approx(1.0)
+        assert 0 <= float(s["dropped_fraction"]) < 1 and s["dispatch"] == "bmm"
+    # lb loss of each layer is >= 1 (equality at perfect balance), times the weight 0.5
+    assert out.aux_loss.item() >= 0.5 * 2 * 0.999
+    dense = LM(tiny(("attn", "ff")))(idx, tgt)
+    assert dense.aux_loss.item() == 0 and dense.moe_stats == []
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_gradient_reaches_every_parameter(name):
+    cfg = ZOO_PRESETS["smoke"].get(name)
+    model = LM(tiny(cfg.pattern, capacity_factor=1.0))
+    idx = torch.randint(0, 41, (2, 10))
+    out = model(idx, idx.roll(-1, dims=1))
+    (out.loss + out.aux_loss).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+def test_kernel_paths_recorded():
+    model = LM(tiny(("mamba", "moe")))
+    assert model.kernel_paths() == {}
+    model(torch.randint(0, 41, (1, 5)))
+    assert model.kernel_paths() == {"scan_backend": "ref", "moe_dispatch": "bmm"}
+    model.step(torch.zeros(1, dtype=torch.long), model.allocate_inference_cache(1, 2))
+    assert model.kernel_paths()["step_backend"] == "ref"
+
+
+def test_init_scales_residual_projections():
+    model = LM(tiny(("attn", "ff") * 8, d_model=96, n_heads=4, d_ff=384))
+    assert model.embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    residual = model.blocks[1].layer.down.weight.std().item()
+    assert residual == pytest.approx(0.02 / 4, rel=0.1)  # 16 sub-layers
