@@ -167,7 +167,7 @@ def train_model(model: nn.Module, dataset: TokenDataset, eval_set: EvalSet, cfg:
     opt = optimizer if optimizer is not None else make_optimizer(model, cfg)
     params = [p for g in opt.param_groups for p in g["params"]]
     ema = EMA(cfg.ema_alpha, run.ema_m, run.ema_n)
-    eval_bs = max(1, cfg.batch_size // cfg.grad_accum)
+    eval_bs = max(16, cfg.batch_size // cfg.grad_accum)  # no gradients: larger chunks fit
     run.status = "running"
     if not any(r["metric"] == "eval_loss" for r in run.rows):
         _evaluate_into(run, model, eval_set, device, cfg, eval_bs)

@@ -109,7 +109,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             "smoke", "five-way zoo, tiny models and steps: CPU in minutes", "smoke",
             TrainConfig(steps=40, batch_size=8, seq_len=64, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         grad_clip=0.5, amp="none", eval_interval=10, eval_windows=16, log_interval=1,
-                        ema_alpha=0.05, data_bytes=1_000_000),
+                        ema_alpha=0.05, data_bytes=400_000),
             tokenizer="bpe:512", bpe_vocab=512,
         ),
         TrainPreset(
@@ -138,7 +138,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             "bytes-smoke",
             TrainConfig(steps=40, batch_size=8, seq_len=128, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         amp="none", eval_interval=10, eval_windows=8, log_interval=1, ema_alpha=0.05,
-                        steps_metric="eval_bpb", data_bytes=1_000_000),
+                        steps_metric="eval_bpb", data_bytes=400_000),
             suite="bytes", reference="mambabyte",
         ),
         TrainPreset(
