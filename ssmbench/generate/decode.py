@@ -59,6 +59,18 @@ class DecodeTiming:
     step_ms_at: dict[int, float] = field(default_factory=dict)
 
 
+def graphs_unavailable(device: torch.device) -> str | None:
+    """Why CUDA graphs cannot be used on ``device``, or None."""
+    return None if device.type == "cuda" else "no CUDA"
+
+
+def _dynamic_positions(cache: Any) -> None:
+    """Back to Python-int positions (attention over the filled prefix only) after a failed capture."""
+    for c in (cache, getattr(cache, "global_cache", None), getattr(cache, "local_cache", None)):
+        if c is not None and hasattr(c, "position"):
+            c.position = None
+
+
 class Decoder:
     """Prefill + per-byte decode for ``model`` with ``cache`` (allocated for ``batch_size``).
 
@@ -91,10 +103,12 @@ class Decoder:
         self.graphs: dict[Hashable, torch.cuda.CUDAGraph] | None = None
         self.plan: Any = None
         self.path = "eager"
-        if cuda_graph and self.device.type != "cuda":
-            self.path = "eager (no CUDA)"
-        elif cuda_graph:
-            self._capture()
+        if cuda_graph:
+            why_not = graphs_unavailable(self.device)
+            if why_not is None:
+                self._capture()
+            else:
+                self.path = f"eager ({why_not})"
 
     def _step_body(self, cache: Any) -> None:
         """One decode step on the static buffers: consume ``token``, write the next one."""
@@ -117,8 +131,10 @@ class Decoder:
             self.path = f"cuda-graph ({len(keys)} graphs)"
         except Exception as e:  # any capture failure falls back to eager, recorded in the row
             self.graphs, self.plan = None, None
-            self.path = f"eager (graph capture failed: {type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            why = str(e).splitlines()[0][:120] if str(e) else ""
+            self.path = f"eager (graph capture failed: {type(e).__name__}: {why})"
             torch.cuda.synchronize()
+            _dynamic_positions(self.cache)
         self.reset()
 
     def reset(self) -> None:

@@ -123,8 +123,11 @@ def _plot_latency(lat: pd.DataFrame, folder: RunFolder) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(lat["model"]))}
+    styles = {b: ("-", ":", "--", "-.")[i % 4] for i, b in enumerate(sorted(set(lat["batch_size"])))}
     for (model, batch), g in lat.groupby(["model", "batch_size"], sort=False):
-        ax.plot(g["position"], g["step_ms"], marker=".", label=f"{model} (batch {batch})")
+        ax.plot(g["position"], g["step_ms"], marker=".", color=colors[model], ls=styles[batch],
+                label=f"{model} (batch {batch})")  # fmt: skip
     ax.set_xlabel("position (bytes in context)")
     ax.set_ylabel("ms per decode step")
     ax.set_ylim(bottom=0)
