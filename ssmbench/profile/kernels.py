@@ -1,0 +1,279 @@
+"""`ssmbench kernel-profile`: plan a sweep, measure it, write the results folder, gate it.
+
+One run: environment and device ceilings (measured in the same run), every row checked
+and timed, metrics.csv + samples.json + summary.json + manifest.json, then the report
+renderer writes summary.md and the plots. With a baseline it reruns the baseline's rows,
+re-measures rows that look regressed (``retries`` times: a regression must persist), and
+writes gate.csv; with ``save_baseline`` it also writes a baseline file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ssmbench.bench.ceilings import Ceilings, measure_ceilings
+from ssmbench.bench.environment import collect_environment, device_kind
+from ssmbench.errors import BadInput, ResultsError
+from ssmbench.ops import available_backends
+from ssmbench.profile.baseline import Baseline, save_baseline
+from ssmbench.profile.presets import ATTENTION, PRESETS, Shape
+from ssmbench.profile.regression import GateRow, GateRule, compare, exit_code, gate_records, normalize_scale
+from ssmbench.profile.spec import (
+    ProfileConfig,
+    RowSpec,
+    TimingConfig,
+    check_fits,
+    default_preset_name,
+    expand_rows,
+    get_preset,
+)
+from ssmbench.profile.summary import build_summary
+from ssmbench.profile.sweep import RowResult, measure_rounds, metrics_row, run_sweep
+from ssmbench.report.kernel_profile import render
+from ssmbench.report.run import RunFolder, atomic_write_json, atomic_write_text, load_run
+
+SAMPLES = "samples.json"
+GATE_CSV = "gate.csv"
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """Compare against ``baseline``; rows flagged REGRESSED are re-measured ``retries`` times."""
+
+    baseline: Baseline
+    rule: GateRule
+    retries: int = 2
+    allow_device_mismatch: bool = False
+
+
+@dataclass
+class KernelProfileRun:
+    """What a run wrote and decided. ``exit_code`` is the gate's (0 without a gate)."""
+
+    path: Path
+    metrics: pd.DataFrame
+    summary: dict[str, object]
+    gate: list[GateRow] | None
+    baseline_saved: Path | None
+    written: list[Path]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.gate) if self.gate is not None else 0
+
+
+def default_impls(device: torch.device) -> list[str]:
+    """Every scan/step backend usable on ``device``, then attention."""
+    usable = dict.fromkeys(available_backends(device, "scan") + available_backends(device, "step"))
+    return [*usable, ATTENTION]
+
+
+def plan(
+    device: torch.device,
+    *,
+    preset: str | None = None,
+    shapes: Sequence[Shape] = (),
+    impls: Sequence[str] = (),
+    modes: Sequence[str] = (),
+    dtypes: Sequence[str] = (),
+    head_dim: int | None = None,
+    warmup_ms: float | None = None,
+    rep_ms: float | None = None,
+    min_reps: int | None = None,
+    threads: int | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+) -> ProfileConfig:
+    """Resolve a preset plus command-line overrides into the rows to measure.
+
+    Without a preset: 'smoke' on CPU, 'standard' on CUDA. Explicit ``shapes``, ``impls``,
+    ``modes``, ``dtypes`` replace the preset's. Named impls are all kept (one that cannot run
+    here gets a 'skipped: ...' row); the default is every impl usable on the device.
+    """
+    p = get_preset(preset or default_preset_name(device))
+    usable = default_impls(device)
+    chosen = list(impls) or [i for i in (p.impls or usable) if i in usable]
+    rows = expand_rows(
+        chosen, list(modes) or p.modes, list(shapes) or p.shapes, list(dtypes) or p.dtypes,
+        head_dim if head_dim is not None else p.head_dim, explicit_impls=bool(impls),
+    )
+    check_fits(rows, device)
+    timing = TimingConfig(
+        warmup_ms=p.warmup_ms if warmup_ms is None else warmup_ms,
+        rep_ms=p.rep_ms if rep_ms is None else rep_ms,
+        min_reps=p.min_reps if min_reps is None else min_reps,
+        max_reps=p.max_reps,
+        threads=p.cpu_threads if threads is None else threads,
+        rounds=p.rounds if rounds is None else rounds,
+    )
+    _check_timing(timing)
+    return ProfileConfig(preset=p.name, device=str(device), rows=rows, timing=timing, seed=seed,
+                         quick_ceilings=p.quick_ceilings)
+
+
+def plan_from_baseline(
+    baseline: Baseline,
+    device: torch.device,
+    *,
+    warmup_ms: float | None = None,
+    rep_ms: float | None = None,
+    min_reps: int | None = None,
+) -> ProfileConfig:
+    """The same rows, timing settings and seed as ``baseline`` (timing may be overridden)."""
+    t = baseline.timing
+    timing = replace(
+        t,
+        warmup_ms=t.warmup_ms if warmup_ms is None else warmup_ms,
+        rep_ms=t.rep_ms if rep_ms is None else rep_ms,
+        min_reps=t.min_reps if min_reps is None else min_reps,
+    )
+    _check_timing(timing)
+    quick = baseline.preset in PRESETS and PRESETS[baseline.preset].quick_ceilings
+    rows = tuple(r.spec for r in baseline.rows)
+    return ProfileConfig(preset=baseline.preset, device=str(device), rows=rows, timing=timing,
+                         seed=baseline.seed, quick_ceilings=quick)
+
+
+def _check_timing(t: TimingConfig) -> None:
+    if not (t.warmup_ms >= 0 and t.rep_ms > 0 and t.min_reps >= 1):
+        raise BadInput("--warmup-ms must be >= 0, --rep-ms > 0 and --min-reps >= 1")
+    if t.threads is not None and t.threads < 1:
+        raise BadInput(f"--threads must be >= 1, got {t.threads}")
+    if t.rounds < 1:
+        raise BadInput(f"--rounds must be >= 1, got {t.rounds}")
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads on a CPU device, restoring the old count after."""
+    if device.type != "cpu" or threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _rerun_regressed(
+    results: list[RowResult], config: ProfileConfig, device: torch.device, gate: GateOptions, scale: float,
+) -> tuple[list[GateRow], dict[str, int]]:
+    """Compare; re-measure REGRESSED rows up to ``gate.retries`` times, keeping the newest samples."""
+    attempts = {r.spec.row_id: 1 for r in results}
+    rows = compare(gate.baseline, results, gate.rule, scale, attempts)
+    for _ in range(gate.retries):
+        flagged = {g.row_id for g in rows if g.verdict == "REGRESSED"}
+        if not flagged:
+            break
+        for i, r in enumerate(results):
+            if r.spec.row_id in flagged:
+                results[i] = measure_rounds(r.spec, device, config.timing, config.seed)
+                attempts[r.spec.row_id] += 1
+        rows = compare(gate.baseline, results, gate.rule, scale, attempts)
+    return rows, attempts
+
+
+def _gate_frame(rows: list[GateRow], specs: dict[str, RowSpec]) -> pd.DataFrame:
+    df = pd.DataFrame(gate_records(rows))
+    keys = pd.DataFrame([specs[r.row_id].key() if r.row_id in specs else {} for r in rows])
+    return pd.concat([df[["row_id"]], keys, df.drop(columns=["row_id"])], axis=1)
+
+
+def run_kernel_profile(
+    config: ProfileConfig,
+    out: Path | None = None,
+    *,
+    gate: GateOptions | None = None,
+    save_baseline_to: Path | None = None,
+    on_row: Callable[[RowResult, int], None] | None = None,
+    command_line: list[str] | None = None,
+) -> KernelProfileRun:
+    """Measure ``config``'s rows and write the results folder (see the module docstring)."""
+    device = torch.device(config.device)
+    with cpu_threads(device, config.timing.threads):
+        return _run(config, device, out, gate, save_baseline_to, on_row, command_line)
+
+
+def _run(
+    config: ProfileConfig,
+    device: torch.device,
+    out: Path | None,
+    gate: GateOptions | None,
+    save_baseline_to: Path | None,
+    on_row: Callable[[RowResult, int], None] | None,
+    command_line: list[str] | None,
+) -> KernelProfileRun:
+    env = collect_environment(device)
+    kind = device_kind(env)
+    if gate is not None and gate.baseline.device_kind != kind and not gate.allow_device_mismatch:
+        raise ResultsError(
+            f"baseline {gate.baseline.path} was measured on {gate.baseline.device_kind!r}, this device "
+            f"is {kind!r}; timings only compare on the same kind (--allow-device-mismatch to compare anyway)"
+        )
+    ceilings: Ceilings = measure_ceilings(device, quick=config.quick_ceilings)
+    folder = RunFolder.create("kernel-profile", out)
+    gate_cfg = None
+    if gate is not None:
+        gate_cfg = {
+            "baseline": str(gate.baseline.path),
+            "baseline_device_kind": gate.baseline.device_kind,
+            "rule": asdict(gate.rule) | {"test": "Mann-Whitney U, one-sided"},
+            "retries": gate.retries,
+        }
+    folder.write_manifest(
+        config=config.to_dict(), seed=config.seed, environment=env, ceilings=ceilings.to_dict(),
+        command_line=command_line, extra={"device_kind": kind, "gate": gate_cfg},
+    )
+    results = run_sweep(config.rows, device, config.timing, config.seed, on_row)
+    gate_rows = None
+    if gate is not None:
+        scale = normalize_scale(gate.rule, gate.baseline.ceilings, ceilings.to_dict())
+        gate_rows, _ = _rerun_regressed(results, config, device, gate, scale)
+        specs = {r.spec.row_id: r.spec for r in results}
+        atomic_write_text(folder.path / GATE_CSV, _gate_frame(gate_rows, specs).to_csv(index=False))
+    metrics = pd.DataFrame([metrics_row(r, ceilings) for r in results])
+    folder.write_metrics(metrics)
+    atomic_write_json(folder.path / SAMPLES, {
+        r.spec.row_id: {"samples_ms": list(r.samples_ms), "round_sizes": list(r.round_sizes)} for r in results
+    })
+    summary = build_summary(metrics, {
+        "preset": config.preset, "device": env.get("device_name"), "device_kind": kind,
+        "ceilings": {"copy_gbps": ceilings.copy_gbps, "matmul_tflops": ceilings.matmul_tflops},
+    })
+    if gate_rows is not None and gate is not None:
+        summary["gate"] = _gate_summary(gate_rows, gate)
+    atomic_write_json(folder.path / "summary.json", summary)
+    saved = None
+    if save_baseline_to is not None:
+        saved = save_baseline(
+            save_baseline_to, results, environment=env, device_kind=kind, ceilings=ceilings.to_dict(),
+            timing=config.timing, seed=config.seed, preset=config.preset,
+        )
+    written = render(load_run(folder.path), folder.path)
+    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved, written)
+
+
+def _gate_summary(rows: list[GateRow], gate: GateOptions) -> dict[str, object]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    return {
+        "baseline": str(gate.baseline.path),
+        "max_regression": gate.rule.max_regression,
+        "p_threshold": gate.rule.p_threshold,
+        "normalize": gate.rule.normalize,
+        "verdicts": counts,
+        "exit_code": exit_code(rows),
+        "failing": [r.row_id for r in rows if r.failing],
+        "could_not_compare": [{"row_id": r.row_id, "reason": r.note} for r in rows if r.verdict == "missing"],
+        "worst_ratio": max((r.ratio for r in rows if not math.isnan(r.ratio)), default=None),
+    }

@@ -1,0 +1,142 @@
+"""kernel-profile presets and per-implementation size rules, as data.
+
+A shape is (batch, dim, seqlen, dstate). Attention rows use the same shape: width
+``dim = n_heads * head_dim`` and length ``seqlen`` (the KV-cache length in ``step`` mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Shape = tuple[int, int, int, int]  # (batch, dim, seqlen, dstate)
+
+SCAN_IMPLS = ("ref", "chunked", "triton", "mamba_ssm")
+ATTENTION = "attention"
+IMPLS = (*SCAN_IMPLS, ATTENTION)
+MODES = ("fwd", "fwd_bwd", "step")
+# Which implementations have a kernel for each mode (chunked has no decode step).
+MODE_IMPLS = {
+    "fwd": IMPLS,
+    "fwd_bwd": IMPLS,
+    "step": ("ref", "triton", "mamba_ssm", ATTENTION),
+}
+DTYPES = {
+    "float32": "float32", "fp32": "float32", "f32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
+}
+
+
+@dataclass(frozen=True)
+class ProfilePreset:
+    """A named sweep. ``impls`` None means every implementation usable on the device.
+
+    cpu_threads: torch threads for a CPU run (one thread is far steadier on a shared machine:
+    a multi-threaded op stalls whenever one of its threads is descheduled). rounds: passes over
+    the sweep, each taking ``rep_ms`` / ``min_reps`` of samples per row.
+    """
+
+    name: str
+    description: str
+    shapes: tuple[Shape, ...]
+    modes: tuple[str, ...] = MODES
+    dtypes: tuple[str, ...] = ("bfloat16",)
+    impls: tuple[str, ...] | None = None
+    head_dim: int = 128
+    warmup_ms: float = 25.0
+    rep_ms: float = 100.0
+    min_reps: int = 20
+    max_reps: int = 500
+    quick_ceilings: bool = False
+    cpu_threads: int | None = None
+    rounds: int = 1
+
+
+def _l_sweep(batch: int, dim: int, dstate: int, lengths: tuple[int, ...]) -> tuple[Shape, ...]:
+    return tuple((batch, dim, L, dstate) for L in lengths)
+
+
+# The five shapes ANCHORS.md measured mamba_ssm's CUDA kernel on (H100 and H200).
+ANCHOR_SHAPES: tuple[Shape, ...] = (
+    (8, 1536, 2048, 16),
+    (8, 2048, 4096, 16),
+    (1, 5120, 8192, 16),
+    (16, 1536, 1024, 16),
+    (4, 4096, 16384, 16),
+)
+
+PRESETS: dict[str, ProfilePreset] = {
+    p.name: p
+    for p in (
+        ProfilePreset(
+            name="smoke",
+            description="CPU in seconds: tiny shapes, fp32, every usable impl (triton only if usable)",
+            shapes=((2, 32, 37, 8), *_l_sweep(1, 64, 16, (64, 128, 256))),
+            dtypes=("float32",),
+            head_dim=16,
+            warmup_ms=5.0,
+            rep_ms=10.0,
+            min_reps=5,
+            max_reps=100,
+            quick_ceilings=True,
+            cpu_threads=1,
+            rounds=3,
+        ),
+        ProfilePreset(
+            name="standard",
+            description="GPU: the ANCHORS.md shapes in bf16 plus an L sweep at (8, 2048, L, 16) "
+            "for the scan-vs-attention crossover",
+            shapes=ANCHOR_SHAPES + _l_sweep(8, 2048, 16, (256, 512, 1024, 8192, 16384)),
+        ),
+        ProfilePreset(
+            name="long",
+            description="GPU: long sequences, L from 4K to 64K at (1, 2048, L, 16), bf16",
+            shapes=_l_sweep(1, 2048, 16, (4096, 8192, 16384, 32768, 65536)),
+            rep_ms=200.0,
+            min_reps=10,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """Largest problem an implementation is timed on; beyond it the row says 'skipped: too slow'.
+
+    max_elems: batch * dim * seqlen; max_seqlen: seqlen (the sequential ref's cost grows with
+    L in kernel launches, whatever the width).
+    """
+
+    max_elems: int | None = None
+    max_seqlen: int | None = None
+
+    def allows(self, shape: Shape) -> bool:
+        batch, dim, seqlen, _ = shape
+        if self.max_elems is not None and batch * dim * seqlen > self.max_elems:
+            return False
+        return self.max_seqlen is None or seqlen <= self.max_seqlen
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_elems is not None:
+            parts.append(f"batch*dim*seqlen <= {self.max_elems}")
+        if self.max_seqlen is not None:
+            parts.append(f"seqlen <= {self.max_seqlen}")
+        return " and ".join(parts) or "no limit"
+
+
+# (impl, device type) -> limit for scan modes. The decode step is one token and always runs.
+SIZE_LIMITS: dict[tuple[str, str], SizeLimit] = {
+    ("ref", "cpu"): SizeLimit(max_elems=1 << 17, max_seqlen=1024),
+    ("ref", "cuda"): SizeLimit(max_seqlen=4096),
+    ("chunked", "cpu"): SizeLimit(max_elems=1 << 22),
+    # Triton on CPU runs in the interpreter (TRITON_INTERPRET=1): for checking the machinery only.
+    ("triton", "cpu"): SizeLimit(max_elems=1 << 12, max_seqlen=64),
+}
+
+# The shape ref is checked on when the profiled shape is beyond its limit: batch 1, same
+# dim and dstate, seqlen cut to this.
+CHECK_SEQLEN = 256
+
+# Relative error above which a row is 'incorrect' (outputs, and gradients in fwd_bwd).
+TOLERANCES = {"float64": 1e-8, "float32": 1e-3, "float16": 2e-2, "bfloat16": 6e-2}

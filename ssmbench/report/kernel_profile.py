@@ -1,0 +1,205 @@
+"""Render a kernel-profile results folder from its files: summary.md, latency and roofline plots.
+
+Reads manifest.json (ceilings), metrics.csv, summary.json and, after a gate run, gate.csv.
+Nothing is re-measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from ssmbench.report.run import LoadedRun, RunFolder, atomic_write_text
+from ssmbench.report.tables import fmt, markdown_table, rich_table
+
+KEY_COLUMNS = ["impl", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "head_dim"]
+VALUE_COLUMNS = ["ms_median", "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "frac_matmul", "rel_err"]
+HIGHER_IS_BETTER = ["tflops", "gbps", "frac_copy_bw", "frac_matmul"]
+
+TABLE_COLUMNS = ["impl", "backend", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "ms_median",
+                 "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "rel_err", "status"]
+GATE_COLUMNS = ["row_id", "baseline_ms", "now_ms", "ratio", "p_slower", "attempts", "verdict", "note"]
+LATENCY_PNG = "latency_vs_seqlen"
+ROOFLINE_PNG = "roofline"
+GATE_CSV = "gate.csv"
+MODE_TITLES = {"fwd": "forward", "fwd_bwd": "forward + backward", "step": "decode step (L = KV cache)"}
+
+
+def _gate(run: LoadedRun) -> pd.DataFrame | None:
+    path = run.path / GATE_CSV
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def console_table(run: LoadedRun) -> Table:
+    """Compact screen table: one line per row, shape as BxDxLxN, times in ms."""
+    df = run.metrics
+    device = run.manifest.get("environment", {}).get("device_name", "")
+    table = Table(title=f"kernel-profile on {device}", show_lines=False)
+    for name in ("impl", "backend", "mode", "shape BxDxLxN", "dtype", "ms", "p20-p80", "TFLOP/s", "GB/s",
+                 "%copy", "rel_err", "status"):
+        table.add_column(name, justify="left" if name in ("impl", "backend", "mode", "status") else "right")
+    for _, r in df.iterrows():
+        table.add_row(
+            str(r["impl"]), str(r.get("backend", "") if pd.notna(r.get("backend")) else ""), str(r["mode"]),
+            f"{r['batch']}x{r['dim']}x{r['seqlen']}x{r['dstate']}", str(r["dtype"]), fmt(r["ms_median"]),
+            f"{fmt(r['ms_p20'], 3)}-{fmt(r['ms_p80'], 3)}" if pd.notna(r["ms_p20"]) else "",
+            fmt(r["tflops"], 3), fmt(r["gbps"], 3),
+            fmt(100 * r["frac_copy_bw"], 3) if pd.notna(r["frac_copy_bw"]) else "",
+            fmt(r["rel_err"], 2), escape(str(r["status"])),
+        )
+    return table
+
+
+def gate_table(gate: pd.DataFrame, title: str = "regression gate") -> Table:
+    return rich_table(gate, title=title, columns=[c for c in GATE_COLUMNS if c in gate.columns])
+
+
+def _impl_colors(impls: list[str]) -> dict[str, Any]:
+    import matplotlib.pyplot as plt
+
+    palette = plt.get_cmap("tab10")
+    return {impl: palette(i % 10) for i, impl in enumerate(impls)}
+
+
+def plot_latency(df: pd.DataFrame) -> Any:
+    """Median latency against L per implementation and shape, one panel per mode (log-log,
+    p20-p80 as error bars). Only rows with status 'ok'."""
+    import matplotlib.pyplot as plt
+
+    ok = df[df["status"] == "ok"]
+    modes = [m for m in MODE_TITLES if m in set(df["mode"])] or ["fwd"]
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.2), squeeze=False)
+    colors = _impl_colors(sorted(df["impl"].unique()))
+    for ax, mode in zip(axes[0], modes, strict=True):
+        sub = ok[ok["mode"] == mode]
+        groups = sub.groupby(["impl", "batch", "dim", "dstate", "dtype"])
+        for (impl, b, d, n, dtype), g in groups:
+            g = g.sort_values("seqlen")
+            err = [g["ms_median"] - g["ms_p20"], g["ms_p80"] - g["ms_median"]]
+            ax.errorbar(g["seqlen"], g["ms_median"], yerr=err, marker="o", ms=4, capsize=2,
+                        color=colors[impl], label=f"{impl} B{b} D{d} N{n} {dtype}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("ms (median)")
+        ax.set_title(MODE_TITLES.get(mode, mode))
+        ax.grid(True, which="both", alpha=0.3)
+        if len(sub):
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no ok rows", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("kernel latency against sequence length")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roofline(df: pd.DataFrame, ceilings: dict[str, Any]) -> Any:
+    """Achieved TFLOP/s against arithmetic intensity (FLOP/byte), under the measured roofs:
+    copy bandwidth (TFLOP/s = GB/s * intensity / 1000) and the matmul rate."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = df[(df["status"] == "ok") & (df["tflops"] > 0)]
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    colors = _impl_colors(sorted(df["impl"].unique()))
+    markers = {"fwd": "o", "fwd_bwd": "s", "step": "^"}
+    for (impl, mode), g in ok.groupby(["impl", "mode"]):
+        ax.scatter(g["intensity"], g["tflops"], color=colors[impl], marker=markers.get(mode, "x"),
+                   s=22, label=f"{impl} {mode}")
+    bw, mm = ceilings.get("copy_gbps"), ceilings.get("matmul_tflops")
+    lo = float(ok["intensity"].min()) / 4 if len(ok) else 0.1
+    hi = float(ok["intensity"].max()) * 4 if len(ok) else 100.0
+    if isinstance(bw, (int, float)) and isinstance(mm, (int, float)) and bw > 0 and mm > 0:
+        ridge = mm * 1000 / bw
+        xs = np.geomspace(min(lo, ridge / 8), max(hi, ridge * 8), 200)
+        ax.plot(xs, np.minimum(bw * xs / 1000, mm), "k-", lw=1.2,
+                label=f"roof: copy {bw:.0f} GB/s, matmul {mm:.3g} TFLOP/s ({ceilings.get('matmul_dtype')})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP / byte, analytic minimum bytes)")
+    ax.set_ylabel("achieved TFLOP/s")
+    ax.set_title("roofline (ceilings measured in the same run)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _records_table(records: list[dict[str, Any]], columns: list[str]) -> str:
+    if not records:
+        return "(none)\n"
+    return markdown_table(pd.DataFrame(records), [c for c in columns if c in records[0]])
+
+
+def summary_markdown(run: LoadedRun) -> str:
+    """summary.md: setup, every row, scan vs attention, crossover, speed-ups and the gate table."""
+    m, df, s = run.manifest, run.metrics, run.summary or {}
+    env, ceil = m.get("environment", {}), m.get("ceilings") or {}
+    lines = [
+        "# kernel-profile",
+        "",
+        f"- device: {env.get('device_name')} (kind {m.get('device_kind')}), torch {env.get('torch')}, "
+        f"triton {env.get('triton')}, commit {env.get('commit')}",
+        f"- preset: {m.get('config', {}).get('preset')}; timing: {m.get('config', {}).get('timing')}",
+        f"- ceilings measured in this run: copy {fmt(ceil.get('copy_gbps'))} GB/s, matmul "
+        f"{fmt(ceil.get('matmul_tflops'))} TFLOP/s ({ceil.get('matmul_dtype')}, n={ceil.get('matmul_n')})",
+        f"- rows: {len(df)}; status: {s.get('status_counts')}",
+        "- FLOPs: scan 9*B*D*L*N + 7*B*D*L per forward, fwd_bwd = 3x forward; causal attention "
+        "4*B*H*L^2*hd/2 forward, fwd_bwd = 3.5x; bytes: analytic minimum (inputs read once, outputs "
+        "written once). rel_err is against the sequential ref (scans) or fp32 attention (SDPA).",
+        "",
+        "## Rows",
+        "",
+        markdown_table(df, [c for c in TABLE_COLUMNS + ["rel_err_on"] if c in df.columns]),
+        "## Scan against attention (ratio > 1: the scan is faster; correct rows only)",
+        "",
+        _records_table(s.get("scan_vs_attention", []), ["mode", "batch", "dim", "seqlen", "dstate", "dtype",
+                                                         "best_scan", "scan_ms", "attention_ms",
+                                                         "attention_over_scan"]),
+        "## Crossover",
+        "",
+    ]
+    for c in s.get("crossover", []):
+        where = c["scan_faster_from_seqlen"]
+        verdict = f"scan faster from L = {where}" if where is not None else "attention faster at longest L"
+        lines.append(f"- {c['mode']} B{c['batch']} D{c['dim']} N{c['dstate']} {c['dtype']} "
+                     f"(L in {c['lengths']}): {verdict}")
+    if not s.get("crossover"):
+        lines.append("(needs scan and attention rows at two or more lengths)")
+    lines += ["", "## Speed-up against ref (correct rows only)", "",
+              _records_table(s.get("speedup_vs_ref", []), ["mode", "batch", "dim", "seqlen", "dstate",
+                                                          "dtype", "impl", "ms_median", "ref_ms",
+                                                          "speedup_vs_ref"])]
+    gate = _gate(run)
+    if gate is not None:
+        g = s.get("gate", {})
+        lines += [
+            "## Regression gate",
+            "",
+            f"Baseline {g.get('baseline')}; REGRESSED when median ratio > 1 + {g.get('max_regression')} and "
+            f"one-sided Mann-Whitney U p < {g.get('p_threshold')}; normalize: {g.get('normalize')}. "
+            f"Verdicts: {g.get('verdicts')}; exit code {g.get('exit_code')}.",
+            "",
+            markdown_table(gate, [c for c in GATE_COLUMNS if c in gate.columns]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render(run: LoadedRun, out: Path) -> list[Path]:
+    """Write summary.md, latency_vs_seqlen.png and roofline.png into ``out``."""
+    folder = RunFolder(path=Path(out), kind="kernel-profile")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    md = folder.path / "summary.md"
+    atomic_write_text(md, summary_markdown(run))
+    written = [md]
+    df = run.metrics
+    if df.empty or "status" not in df.columns:
+        return written
+    written.append(folder.save_figure(plot_latency(df), LATENCY_PNG))
+    written.append(folder.save_figure(plot_roofline(df, run.manifest.get("ceilings") or {}), ROOFLINE_PNG))
+    return written
+
