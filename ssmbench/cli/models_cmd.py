@@ -9,10 +9,8 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
-from ssmbench.errors import BadInput
-from ssmbench.models.counts import describe_model_set
-from ssmbench.models.presets import with_experts
-from ssmbench.models.registry import all_model_sets, get_model_set
+from ssmbench.models.counts import describe_preset
+from ssmbench.models.registry import all_model_sets
 
 COLUMNS = (
     "name",
@@ -62,7 +60,9 @@ def _models_table(title: str, caption: str, rows: list[dict]) -> Table:
 def models_command(
     preset: Annotated[
         Optional[str],
-        typer.Option(help="Model set to list (smoke, small, paper-v1, ...); omit to list the sets."),
+        typer.Option(
+            help="Model set to list (smoke, small, paper-v1, bytes-smoke, ...); omit to list the sets."
+        ),
     ] = None,
     experts: Annotated[
         Optional[int], typer.Option(help="Experts per MoE layer instead of the preset's (ablation: 1..32).")
@@ -71,29 +71,32 @@ def models_command(
         Optional[int],
         typer.Option(help="Context for FLOPs per token (attention grows with it); default the preset's."),
     ] = None,
+    match_flops: Annotated[
+        Optional[str],
+        typer.Option(help="Resize the other models to this model's forward FLOPs per byte (e.g. mambabyte)."),
+    ] = None,
+    vary: Annotated[
+        str, typer.Option(help="What --match-flops resizes: layers, global-layers (MegaByte) or width.")
+    ] = "layers",
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Parameter counts (total / active, with and without embeddings) and forward FLOPs per token."""
     if preset is None:
+        sets = all_model_sets()
         if json_out:
-            print_json(
-                {
-                    n: {"models": ms.names(), "description": ms.description}
-                    for n, ms in all_model_sets().items()
-                }
-            )
+            print_json({n: {"models": ms.names(), "description": ms.description} for n, ms in sets.items()})
         else:
             console.print(_presets_table())
         return
-    if seq_len is not None and seq_len < 1:
-        raise BadInput(f"--seq-len must be positive, got {seq_len}")
-    model_set = get_model_set(preset)
-    if experts is not None:
-        model_set = with_experts(model_set, experts)
-    rows = describe_model_set(model_set, seq_len)
+    report = describe_preset(preset, experts=experts, seq_len=seq_len, match_flops=match_flops, vary=vary)
     if json_out:
-        print_json({"preset": model_set.name, "description": model_set.description, "models": rows})
+        print_json(report)
         return
-    seq = seq_len or model_set.seq_len
-    title = f"{model_set.name}: parameters and forward FLOPs at context {seq}"
-    console.print(_models_table(title, model_set.description, rows))
+    title = f"{report['preset']}: parameters and forward FLOPs at context {report['seq_len']}"
+    console.print(_models_table(title, report["description"], report["models"]))
+    for name, m in report["matched"].items():
+        console.print(
+            f"{name}: {m['knob']} = {m['value']}, {m['flops_per_byte'] / 1e6:,.2f}M FLOPs/byte "
+            f"({m['rel_diff']:+.1%} against {match_flops})",
+            highlight=False,
+        )

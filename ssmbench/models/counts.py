@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssmbench.errors import BadInput
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
 from ssmbench.models.registry import build_model
 
@@ -167,3 +168,45 @@ def describe_model_set(model_set: ModelSet, seq_len: int | None = None) -> list[
             }
         )
     return rows
+
+
+def describe_preset(
+    name: str,
+    *,
+    experts: int | None = None,
+    seq_len: int | None = None,
+    match_flops: str | None = None,
+    vary: str = "layers",
+) -> dict[str, Any]:
+    """What ``ssmbench models`` shows for one preset: {"preset", "description", "seq_len",
+    "models": describe_model_set rows, "matched": {model: FLOPs-match record} (with match_flops)}.
+
+    experts: experts per MoE layer instead of the preset's. match_flops: a model of the set whose
+    forward FLOPs per byte the others are resized to, along ``vary`` (ssmbench.models.flops_match).
+    """
+    from ssmbench.models.presets import with_experts
+    from ssmbench.models.registry import get_model_set
+
+    if seq_len is not None and seq_len < 1:
+        raise BadInput(f"--seq-len must be positive, got {seq_len}")
+    model_set = get_model_set(name)
+    if experts is not None:
+        model_set = with_experts(model_set, experts)
+    seq_len = seq_len or model_set.seq_len
+    matched: dict[str, Any] = {}
+    if match_flops is not None:
+        from ssmbench.models.flops_match import match_model_set
+
+        model_set, matches = match_model_set(model_set, match_flops, seq_len=seq_len, vary=vary)
+        matched = {
+            n: {"knob": m.knob, "value": m.value, "flops_per_byte": m.flops_per_byte,
+                "reference_flops_per_byte": m.reference_flops_per_byte, "rel_diff": m.rel_diff}
+            for n, m in matches.items()
+        }  # fmt: skip
+    return {
+        "preset": model_set.name,
+        "description": model_set.description,
+        "seq_len": seq_len,
+        "models": describe_model_set(model_set, seq_len),
+        "matched": matched,
+    }

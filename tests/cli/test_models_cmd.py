@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from ssmbench.cli import app
@@ -66,3 +67,20 @@ def test_bad_input_is_one_line_exit_2():
         assert result.exit_code == 2, (args, result.output)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+
+
+def test_match_flops_resizes_the_others():
+    from ssmbench.models.registry import all_model_sets
+
+    sets = all_model_sets()
+    if "bytes-smoke" not in sets or "mambabyte" not in sets["bytes-smoke"].names():
+        pytest.skip("byte presets not defined")
+    result = runner.invoke(app, ["models", "--preset", "bytes-smoke", "--json", "--match-flops", "mambabyte"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "mambabyte" not in data["matched"] and len(data["matched"]) == len(data["models"]) - 1
+    ref = next(r for r in data["models"] if r["name"] == "mambabyte")["flops_per_token"]
+    for m in data["matched"].values():
+        assert m["reference_flops_per_byte"] == ref and m["value"] >= 1
+    bad = runner.invoke(app, ["models", "--preset", "bytes-smoke", "--match-flops", "nope"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error:")
