@@ -143,7 +143,8 @@ def selective_state_update_triton(
     groups = B3.shape[1]
     if B3.shape != (batch, groups, N) or C3.shape != B3.shape or dim % groups != 0:
         raise BadInput(f"B and C must be ({batch}, {N}) or ({batch}, G, {N}) with G dividing {dim}")
-    out = torch.empty_like(x)
+    poison = os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"
+    out = torch.full_like(x, float("nan")) if poison else torch.empty_like(x)
     block_d = 4 if interpreting else 16
     zz = z if z is not None else x
     grid = (triton.cdiv(dim, block_d), batch)

@@ -334,6 +334,16 @@ def _flags(ct: torch.dtype) -> dict[str, object]:
     return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not _interpreting()}
 
 
+def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Fresh output buffer; NaN-filled when SSMBENCH_POISON_OUTPUTS=1 (tests), so an element
+    a kernel forgets to write cannot pass a comparison."""
+    shape = shape or tuple(like.shape)
+    dtype = dtype or like.dtype
+    if os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1":
+        return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
+    return torch.empty(shape, device=like.device, dtype=dtype)
+
+
 def _contig(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
@@ -346,10 +356,10 @@ def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, 
     groups = B.shape[1]
     block_d = _fit_block_d(cfg.block_d, dim, groups)
     n_blocks = triton.cdiv(L, cfg.block_l)
-    out = torch.empty_like(u)
-    last = torch.empty(batch, dim, N, device=u.device, dtype=ct)
+    out = _empty(like=u)
+    last = _empty(batch, dim, N, like=u, dtype=ct)
     n_states = triton.cdiv(L, cfg.bwd_block_l)
-    states = torch.empty(batch, dim, n_states, N, device=u.device, dtype=ct) if save_states else last
+    states = _empty(batch, dim, n_states, N, like=u, dtype=ct) if save_states else last
     grid = (triton.cdiv(dim, block_d), batch)
     selective_scan_fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
@@ -371,13 +381,13 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlas
     groups = B.shape[1]
     block_d = _fit_block_d(cfg.bwd_block_d, dim, groups)
     n_blocks = states.shape[2]
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
+    du, ddelta = _empty(like=u), _empty(like=delta)
+    dz = _empty(like=z) if z is not None else None
     dB = torch.zeros(B.shape, device=u.device, dtype=ct)
     dC = torch.zeros(C.shape, device=u.device, dtype=ct)
-    dA_part = torch.empty(batch, dim, N, device=u.device, dtype=ct)
-    dD_part = torch.empty(batch, dim, device=u.device, dtype=ct) if D is not None else None
-    dbias_part = torch.empty(batch, dim, device=u.device, dtype=ct) if delta_bias is not None else None
+    dA_part = _empty(batch, dim, N, like=u, dtype=ct)
+    dD_part = _empty(batch, dim, like=u, dtype=ct) if D is not None else None
+    dbias_part = _empty(batch, dim, like=u, dtype=ct) if delta_bias is not None else None
     grid = (triton.cdiv(dim, block_d), batch)
     selective_scan_bwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,

@@ -1,0 +1,60 @@
+"""The chunked PyTorch scan against the sequential reference: values, final state, gradients."""
+
+import pytest
+import torch
+
+from ssmbench.errors import BadInput
+from ssmbench.ops import selective_scan
+from ssmbench.ops.scan.chunked import default_chunk_size, selective_scan_chunked
+from tests.helpers import assert_close
+from tests.ops.scan_cases import Case, check_against_ref, make_inputs
+
+CASES = [
+    Case(2, 6, 70, 4),
+    Case(2, 6, 63, 3, groups=3),
+    Case(1, 4, 1, 5),
+    Case(2, 4, 7, 2, groups=2, z=False, D=False, bias=False, softplus=False),
+    Case(3, 5, 200, 8, z=False),
+    Case(1, 3, 129, 16, bias=False, softplus=False),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_chunked_matches_ref_fp64(case):
+    check_against_ref(selective_scan_chunked, case, seed=CASES.index(case), tol=1e-10)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 16, 500])
+def test_chunk_size_does_not_change_the_result(chunk_size):
+    check_against_ref(selective_scan_chunked, Case(2, 3, 41, 4, groups=1), seed=chunk_size, tol=1e-10,
+                      chunk_size=chunk_size)
+
+
+def test_chunked_fp32_and_bf16():
+    check_against_ref(selective_scan_chunked, Case(2, 6, 70, 4, dtype=torch.float32), seed=3, tol=1e-4)
+    check_against_ref(selective_scan_chunked, Case(2, 6, 70, 4, dtype=torch.bfloat16), seed=4, tol=1e-2)
+
+
+def test_chunked_without_grad_and_through_dispatcher():
+    x = make_inputs(Case(2, 4, 33, 4), seed=5)
+    args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    with torch.no_grad():
+        out = selective_scan_chunked(*args, True)
+    assert_close(out, selective_scan(*args, True, backend="ref"), 1e-10, "no-grad out")
+    assert_close(selective_scan(*args, True, backend="chunked"), out, 0.0, "dispatcher")
+
+
+def test_chunked_rejects_bad_shapes():
+    x = make_inputs(Case(1, 4, 9, 3), seed=6)
+    with pytest.raises(BadInput):
+        selective_scan_chunked(x["u"], x["delta"][..., :5], x["A"], x["B"], x["C"])
+    with pytest.raises(BadInput):
+        selective_scan_chunked(x["u"], x["delta"], x["A"][:, :2], x["B"], x["C"])
+    with pytest.raises(BadInput):
+        selective_scan_chunked(x["u"], x["delta"], x["A"], x["B"], x["C"], chunk_size=0)
+
+
+def test_default_chunk_size():
+    assert default_chunk_size(1) == 1
+    assert default_chunk_size(2048) == 32
+    assert all(1 <= default_chunk_size(L) <= 128 for L in (3, 70, 10**6))
