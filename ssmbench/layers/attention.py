@@ -110,7 +110,7 @@ class CausalSelfAttention(nn.Module):
         """x: (B, D), one token at position ``pos`` (int, or 0-dim long tensor for the static
         path). Writes its key/value and attends over positions 0..pos. -> (B, D)."""
         B = x.shape[0]
-        pos_t = pos.reshape(1) if isinstance(pos, Tensor) else torch.tensor([pos], device=x.device)
+        pos_t = pos.reshape(1) if isinstance(pos, Tensor) else torch.arange(pos, pos + 1, device=x.device)
         q, k, v = self._project(x[:, None], pos_t)  # each (B, H, 1, hd)
         if isinstance(pos, Tensor):
             cache.k[:B].index_copy_(2, pos_t, k)

@@ -99,7 +99,9 @@ class SwitchMoE(nn.Module):
         """x: (N, d). Returns the routing and the router probabilities (N, E) in fp32."""
         probs = self.router(x).float().softmax(dim=-1)  # (N, E)
         gate, expert = probs.max(dim=-1)  # (N,)
-        counts = torch.bincount(expert, minlength=self.n_experts)  # (E,)
+        # scatter_add, not bincount: bincount on CUDA reads the max back to the host (a sync)
+        counts = torch.zeros(self.n_experts, dtype=torch.long, device=x.device)
+        counts.scatter_add_(0, expert, torch.ones_like(expert))  # (E,) tokens per expert
         order = torch.argsort(expert, stable=True)  # token indices grouped by expert, in token order
         starts = counts.cumsum(0) - counts  # (E,) first sorted index of each expert
         rank = torch.empty_like(order)
