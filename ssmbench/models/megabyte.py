@@ -287,8 +287,9 @@ def flops_per_byte(model_or_cfg: MegaByte | MegaByteConfig, seq_len: int) -> int
     if isinstance(model_or_cfg, MegaByte):
         model = model_or_cfg
     else:
-        with torch.device("meta"):
-            model = MegaByte(model_or_cfg)
+        from ssmbench.models.counts import build_on_meta
+
+        model = build_on_meta(model_or_cfg)
     P = model.cfg.patch_size
     global_per_patch = model.global_model.flops_per_token(max(1, seq_len // P))
     per_byte = (
