@@ -46,6 +46,9 @@ def train_compare_command(
     eval_mode: Annotated[str | None, typer.Option(help="nonoverlap (default) or sliding.")] = None,
     eval_stride: Annotated[int | None, typer.Option(help="Stride of sliding evaluation windows.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps (0: never).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="PyTorch CPU threads (default: the preset's, else PyTorch's).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default results/train-compare-<time>).")
     ] = None,
@@ -62,7 +65,7 @@ def train_compare_command(
             preset=preset, suite=suite, models=models, steps=steps, batch_size=batch_size, seq_len=seq_len,
             lr=lr, data=data, tokenizer=tokenizer, seed=seed, experts=experts, reference=reference,
             target_loss=target_loss, eval_interval=eval_interval, eval_mode=eval_mode,
-            eval_stride=eval_stride, checkpoint_every=checkpoint_every,
+            eval_stride=eval_stride, checkpoint_every=checkpoint_every, threads=threads,
         ).items() if v is not None}  # fmt: skip
         if given or (out is not None and out != resume):
             names = ", ".join("--" + k.replace("_", "-") for k in given) or "--out"
@@ -73,7 +76,7 @@ def train_compare_command(
             preset=preset, suite=suite, models=_split(models), steps=steps, batch_size=batch_size,
             seq_len=seq_len, lr=lr, eval_interval=eval_interval, eval_mode=eval_mode, eval_stride=eval_stride,
             checkpoint_every=checkpoint_every, data=data, tokenizer=tokenizer, seed=seed or 0,
-            experts=experts, reference=reference, target_loss=target_loss,
+            experts=experts, reference=reference, target_loss=target_loss, threads=threads,
         )  # fmt: skip
         result = run_compare(plan_compare(request), out, device=device, progress=progress)
     if json_out:

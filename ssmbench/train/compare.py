@@ -62,6 +62,7 @@ class CompareRequest:
     experts: int | None = None
     reference: str | None = None
     target_loss: float | None = None
+    threads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,6 +93,7 @@ class ComparePlan:
     data: str
     tokenizer: str
     paper: PaperFigures | None
+    cpu_threads: int | None
 
     @property
     def names(self) -> list[str]:
@@ -105,7 +107,7 @@ class ComparePlan:
             "reference": self.reference, "reference_note": self.reference_note,
             "target_loss": self.target_loss, "steps_metric": self.train.steps_metric,
             "eval_mode": self.train.eval_mode, "eval_stride": self.train.eval_stride,
-            "request": self.request.to_dict(),
+            "cpu_threads": self.cpu_threads, "request": self.request.to_dict(),
         }  # fmt: skip
 
 
@@ -143,11 +145,14 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
         raise BadInput("the bytes suite is token-free: use --tokenizer bytes (the default)")
     if req.target_loss is not None and not (math.isfinite(req.target_loss) and req.target_loss > 0):
         raise BadInput(f"--target-loss must be a positive number, got {req.target_loss}")
+    if req.threads is not None and req.threads <= 0:
+        raise BadInput(f"--threads must be positive, got {req.threads}")
     paper = preset.paper.for_experts(req.experts) if preset.paper is not None else None
     return ComparePlan(
         request=req, preset=preset, train=train, models=tuple((n, model_set.get(n)) for n in names),
         model_set=model_set.name, reference=reference, reference_note=note, target_loss=req.target_loss,
         data=req.data or preset.data, tokenizer=tokenizer, paper=paper,
+        cpu_threads=req.threads or preset.cpu_threads,
     )  # fmt: skip
 
 
@@ -331,8 +336,18 @@ class CompareResult:
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
                 progress: Any = None, resume: bool = False) -> CompareResult:
     """Run (or with ``resume``, continue) the comparison into the folder ``out``."""
-    progress = progress or NullProgress()
     dev = resolve_device(device)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and plan.cpu_threads:
+        torch.set_num_threads(plan.cpu_threads)
+    try:
+        return _run(plan, out, dev, progress or NullProgress(), resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
+         resume: bool) -> CompareResult:
     prep = prepare(plan)
     folder = RunFolder.create(KIND, out)
     results = _Results(folder, plan, prep)

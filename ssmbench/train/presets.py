@@ -59,7 +59,9 @@ class PaperFigures:
 class TrainPreset:
     """model_set: a name from ssmbench.models.registry; suite: "zoo" (five-way, steps-to-loss)
     or "bytes" (byte-level models, BPB and FLOPs per byte); bpe_vocab: size of the BPE trained
-    when the tokenizer asked for (gpt2) is not available here."""
+    when the tokenizer asked for (gpt2) is not available here; cpu_threads: PyTorch threads on
+    CPU (None: PyTorch's default; the tiny smoke shapes run fastest on one thread, many times
+    faster than on two when the cores are shared)."""
 
     name: str
     description: str
@@ -71,6 +73,7 @@ class TrainPreset:
     bpe_vocab: int = 4096
     reference: str = "mamba"
     paper: PaperFigures | None = None
+    cpu_threads: int | None = None
 
 
 PAPER_V1 = PaperFigures(
@@ -110,7 +113,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             TrainConfig(steps=40, batch_size=8, seq_len=64, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         grad_clip=0.5, amp="none", eval_interval=10, eval_windows=16, log_interval=1,
                         ema_alpha=0.05, data_bytes=400_000),
-            tokenizer="bpe:512", bpe_vocab=512,
+            tokenizer="bpe:512", bpe_vocab=512, cpu_threads=1,
         ),
         TrainPreset(
             "small", "five-way zoo, small models: minutes per model on one H100", "small",
@@ -139,7 +142,7 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             TrainConfig(steps=40, batch_size=8, seq_len=128, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         amp="none", eval_interval=10, eval_windows=8, log_interval=1, ema_alpha=0.05,
                         steps_metric="eval_bpb", data_bytes=400_000),
-            suite="bytes", reference="mambabyte",
+            suite="bytes", reference="mambabyte", cpu_threads=1,
         ),
         TrainPreset(
             "bytes-small", "byte-level suite, small models: 1024-byte context, minutes per model on one H100",

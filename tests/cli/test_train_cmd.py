@@ -145,3 +145,20 @@ def test_context_longer_than_data(runner, tmp_path) -> None:
     res = runner.invoke(app, ["train-compare", "--data", str(text), "--tokenizer", "bytes", "--seq-len", "64",
                               "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "longer than the validation split" in res.output
+
+
+def test_bytes_suite_reports_bpb_and_flops_per_byte(runner, tmp_path) -> None:
+    out = tmp_path / "bytes"
+    res = runner.invoke(app, ["train-compare", "--suite", "bytes", "--steps", "2", "--batch-size", "2",
+                              "--seq-len", "16", "--eval-interval", "1", "--eval-mode", "sliding",
+                              "--eval-stride", "8", "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)["summary"]
+    assert [s["name"] for s in summary] == ["mambabyte", "megabyte", "byte-transformer"]
+    for s in summary:
+        assert s["status"] == "done" and s["target_metric"] == "eval_bpb"
+        assert s["flops_per_byte"] == s["flops_per_token"] > 0  # a token is a byte
+        assert s["final_eval_bpb"] == pytest.approx(s["final_eval_loss"] / 0.6931471805599453)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["eval"]["mode"] == "sliding" and manifest["eval"]["stride"] == 8
+    assert manifest["config"]["eval_mode"] == "sliding"
