@@ -271,7 +271,9 @@ def console_table(run: LoadedRun) -> Table:
 
 
 def _cell(v: object) -> str:
-    """Counts as 98.9k / 1.31M / 2.1B; other numbers through fmt."""
+    """Counts (and rates from 10^4 up) as 98.9k / 1.31M / 2.1B; other numbers through fmt."""
+    if isinstance(v, float) and v >= 1e4:
+        v = int(round(v))
     if isinstance(v, int) and not isinstance(v, bool):
         for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
             if abs(v) >= scale:
