@@ -377,30 +377,43 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
     return CompareResult(folder.path, results.summary(), written)
 
 
+def _is_oom(e: BaseException) -> bool:
+    """CUDA out-of-memory, or the CPU allocator failing."""
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
+    )
+
+
 def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
                dev: torch.device, progress: Any, resume: bool) -> None:
+    """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
     cfg = plan.train
-    torch.manual_seed(plan.request.seed)  # the same init whatever ran before
-    model = build_model(mcfg).to(dev)
-    opt = make_optimizer(model, cfg)
     ckpt = checkpoint_path(results.folder.path, name)
-    run = load_checkpoint(ckpt, model, opt) if resume and ckpt.is_file() else ModelRun(name)
+    run = ModelRun(name)
     results.runs[name] = run
-    progress.start_model(name, cfg.steps, run.step)
     reset_peak_memory(dev)
-    hooks = TrainHooks(
-        progress=lambda r, loss, tps: progress.update(name, r.step, loss, tps),
-        evaluated=lambda r: results.save(),
-        checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
-    )  # fmt: skip
+    model = opt = None
     try:
+        torch.manual_seed(plan.request.seed)  # the same init whatever ran before
+        model = build_model(mcfg).to(dev)
+        opt = make_optimizer(model, cfg)
+        if resume and ckpt.is_file():
+            run = results.runs[name] = load_checkpoint(ckpt, model, opt)
+        progress.start_model(name, cfg.steps, run.step)
+        hooks = TrainHooks(
+            progress=lambda r, loss, tps: progress.update(name, r.step, loss, tps),
+            evaluated=lambda r: results.save(),
+            checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
+        )  # fmt: skip
         train_model(model, prep.dataset, prep.eval_set, cfg, dev, run, opt, hooks)
-    except torch.cuda.OutOfMemoryError as e:
-        run.status, run.error = "oom", str(e).strip().splitlines()[0][:200]
     except KeyboardInterrupt:
         run.status = "interrupted"
         results.save()
         raise
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+        if not _is_oom(e):
+            raise
+        run.status, run.error = "oom", str(e).strip().splitlines()[0][:200]
     finally:
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt

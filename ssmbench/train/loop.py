@@ -98,7 +98,8 @@ def evaluate(model: nn.Module, ev: EvalSet, device: torch.device, amp: str = "no
     vocab = None
     i = 0
     while i < n:
-        chunk = batch_size if vocab is None else max(1, min(batch_size, EVAL_ELEMENTS // (t * vocab)))
+        # one window first, to learn the vocabulary and so the chunk that keeps logits small
+        chunk = 1 if vocab is None else max(1, min(batch_size, EVAL_ELEMENTS // (t * vocab)))
         x, y, m = (a[i : i + chunk].to(device) for a in (ev.inputs, ev.targets, ev.mask))
         with autocast(device, amp):
             logits = model(x).logits  # (b, T, V)
