@@ -125,6 +125,8 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
         raise BadInput("--eval-stride needs --eval-mode sliding")
     model_set: ModelSet = get_model_set(preset.model_set)
     if req.experts is not None:
+        if req.experts < 1:
+            raise BadInput(f"--experts must be at least 1, got {req.experts}")
         if not any(isinstance(c, LMConfig) and "moe" in c.pattern for _, c in model_set.models):
             raise BadInput(f"--experts: preset {preset.name!r} has no MoE models")
         model_set = with_experts(model_set, req.experts)
