@@ -62,7 +62,10 @@ def _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l, L, HAS_Z: tl.co
     p_x = o_l[:, None] + r_x[None, :]
     b_u = tl.load(u + p_x, mask=m_ld, other=0)
     b_dt = tl.load(delta + p_x, mask=m_ld, other=0)
-    b_z = tl.load(z + p_x, mask=m_ld, other=0) if HAS_Z else b_u
+    if HAS_Z:
+        b_z = tl.load(z + p_x, mask=m_ld, other=0)
+    else:
+        b_z = b_u
     b_B = tl.load(B + o_l[:, None] + r_bc[None, :], mask=m_ln, other=0)
     b_C = tl.load(C + o_l[:, None] + r_bc[None, :], mask=m_ln, other=0)
     return b_u, b_dt, b_z, b_B, b_C
@@ -152,7 +155,10 @@ def _load_bwd_block(
     b_u = tl.load(u + p_x, mask=m_ld, other=0)
     b_dt = tl.load(delta + p_x, mask=m_ld, other=0)
     b_dt1 = tl.load(delta + p_x + 1, mask=(o_l + 1 < L)[:, None] & m_d[None, :], other=0)
-    b_z = tl.load(z + p_x, mask=m_ld, other=0) if HAS_Z else b_u
+    if HAS_Z:
+        b_z = tl.load(z + p_x, mask=m_ld, other=0)
+    else:
+        b_z = b_u
     b_do = tl.load(dout + p_x, mask=m_ld, other=0)
     m_ln = m_l[:, None] & m_n[None, :]
     b_B = tl.load(B + o_l[:, None] + r_bc[None, :], mask=m_ln, other=0)
