@@ -2,7 +2,7 @@
 PY ?= python3
 OUT ?= results/demo
 
-.PHONY: install demo test lint bench profile-smoke gate-smoke clean
+.PHONY: install demo test lint bench profile-smoke docs clean
 
 # torch first: on a CPU-only machine `torch==2.13.0` is the local CPU build; an
 # unpinned torch would pull gigabytes of CUDA wheels. A machine that already has a
@@ -26,6 +26,9 @@ bench: install
 
 profile-smoke: install
 	$(PY) -m ssmbench kernel-profile --preset smoke --out results/kernel-profile-smoke
+
+docs:
+	$(PY) -m ssmbench.cli.reference > docs/cli.md
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .benchmarks
