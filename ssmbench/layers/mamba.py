@@ -6,9 +6,13 @@ scan's delta_bias, softplus inside the scan), A = -exp(A_log) (S4D-real init A =
 D (ones), y = scan(x, dt, A, B, C, D, z) (gated by SiLU(z) inside the scan), out_proj
 (d_inner -> d). With expand 2, N 16, dt_rank ceil(d/16) that is a little over 6 d^2 parameters.
 
-Decoding keeps, per layer, the last d_conv conv inputs and the (d_inner, N) SSM state;
-``step`` runs ``ssmbench.ops.selective_state_update``. ``last_scan_backend`` /
-``last_step_backend`` say which backend actually ran.
+Decoding keeps, per layer, the last d_conv conv inputs and the (d_inner, N) SSM state.
+``step`` is six kernels on the GPU: the in_proj, x_proj, dt_proj and out_proj GEMVs, the fused
+conv step (``ssmbench.ops.causal_conv1d_update``) and the fused state update
+(``ssmbench.ops.selective_state_update``, which adds dt_proj's bias, takes the softplus, adds the
+D skip and gates by SiLU(z)); x, z, B, C and dt are views, never copied, and A = -exp(A_log) is
+cached between steps. ``last_scan_backend`` / ``last_step_backend`` / ``last_conv_backend`` say
+which backends actually ran.
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ssmbench.ops import resolve_backend, selective_scan, selective_state_update
+from ssmbench.ops import (
+    CONV_BACKENDS,
+    causal_conv1d_update,
+    resolve_backend,
+    selective_scan,
+    selective_state_update,
+)
 from ssmbench.ops.scan.counts import ScanShape, scan_flops
 
 
@@ -66,6 +76,9 @@ class Mamba(nn.Module):
         self.step_backend = step_backend
         self.last_scan_backend: str | None = None
         self.last_step_backend: str | None = None
+        self.last_conv_backend: str | None = None
+        # decode-time A = -exp(A_log) in fp32: (key of A_log's state, A_log's storage kept alive, A)
+        self._decode_A: tuple[tuple[int, int, torch.device, torch.dtype], Tensor, Tensor] | None = None
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
         self.conv1d = nn.Conv1d(
             self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=True
@@ -104,6 +117,26 @@ class Mamba(nn.Module):
 
     def _backend(self, op: str, device: torch.device) -> str:
         return resolve_backend(self.scan_backend if op == "scan" else self.step_backend, device, op)
+
+    def _conv_backend(self, step_backend: str, device: torch.device) -> str:
+        """The conv step follows the state update (ref with ref, triton with triton); with
+        mamba_ssm's update it is the fastest usable one (triton on CUDA)."""
+        if step_backend in CONV_BACKENDS:
+            return step_backend
+        return resolve_backend("auto", device, "conv")
+
+    def decode_A(self) -> Tensor:
+        """A = -exp(A_log), (d_inner, N) fp32, computed once and reused while A_log is unchanged
+        (same storage, dtype and version counter: in-place updates such as optimizer steps or
+        load_state_dict, and moves such as ``.to()``, recompute it; the cache keeps the storage it
+        was computed from alive, so its address cannot be reused). Detached: decoding updates
+        its states in place and is not differentiable anyway."""
+        A_log = self.A_log
+        key = (A_log._version, A_log.data_ptr(), A_log.device, A_log.dtype)
+        if self._decode_A is None or self._decode_A[0] != key:
+            with torch.no_grad():
+                self._decode_A = (key, A_log.detach(), -torch.exp(A_log.float()))
+        return self._decode_A[2]
 
     def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, d_inner, T) after conv -> delta (B, d_inner, T) without bias, B, C (B, N, T)."""
@@ -154,9 +187,12 @@ class Mamba(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | None = None,
     ) -> MambaState:
-        """Zeroed state; its size does not depend on ``max_seqlen``. The SSM state is fp32."""
+        """Zeroed state; its size does not depend on ``max_seqlen``. The SSM state is fp32.
+        Also computes the decode-time A (``decode_A``) here, outside any captured step."""
         w = self.in_proj.weight
         device = device or w.device
+        if not self.A_log.is_meta:
+            self.decode_A()
         return MambaState(
             conv=torch.zeros(batch_size, self.d_inner, self.d_conv, dtype=dtype or w.dtype, device=device),
             ssm=torch.zeros(batch_size, self.d_inner, self.d_state, dtype=torch.float32, device=device),
@@ -174,32 +210,33 @@ class Mamba(nn.Module):
 
     def step(self, hidden: Tensor, state: MambaState, pos: int | Tensor = 0) -> Tensor:
         """hidden: (B, d_model), one token -> (B, d_model); ``state`` updated in place.
-        ``pos`` is unused (the recurrence does not depend on position)."""
-        xz = hidden @ self.in_proj.weight.t()  # (B, 2 * d_inner)
-        x, z = xz.chunk(2, dim=-1)  # each (B, d_inner)
-        conv = state.conv
-        conv.copy_(torch.roll(conv, shifts=-1, dims=-1))
-        conv[:, :, -1] = x.to(conv.dtype)
-        x = (conv * self.conv1d.weight[:, 0, :].to(conv.dtype)).sum(-1)  # (B, d_inner)
-        x = F.silu(x + self.conv1d.bias.to(conv.dtype)).to(hidden.dtype)
-        delta, Bm, Cm = self._ssm_inputs(x[:, :, None])
-        A = -torch.exp(self.A_log.float())
-        backend = self._backend("step", hidden.device)
-        self.last_step_backend = backend
+        ``pos`` is unused (the recurrence does not depend on position). No host syncs and no
+        copies: six kernels with the triton backends (see the module docstring)."""
+        R, N = self.dt_rank, self.d_state
+        step_backend = self._backend("step", hidden.device)
+        conv_backend = self._conv_backend(step_backend, hidden.device)
+        self.last_step_backend, self.last_conv_backend = step_backend, conv_backend
+        xz = F.linear(hidden, self.in_proj.weight)  # (B, 2 * d_inner)
+        x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # views, each (B, d_inner)
+        x = causal_conv1d_update(
+            x, state.conv, self.conv1d.weight[:, 0], self.conv1d.bias, "silu", backend=conv_backend
+        )  # (B, d_inner)
+        x_dbl = F.linear(x, self.x_proj.weight)  # (B, R + 2N)
+        dt = F.linear(x_dbl[:, :R], self.dt_proj.weight)  # (B, d_inner); bias added in the update
         y = selective_state_update(
             state.ssm,
             x,
-            delta[..., 0],
-            A,
-            Bm[..., 0],
-            Cm[..., 0],
-            self.D.float(),
+            dt,
+            self.decode_A(),
+            x_dbl[:, R : R + N],  # B: (B, N) view
+            x_dbl[:, R + N :],  # C: (B, N) view
+            self.D,
             z=z,
-            dt_bias=self.dt_proj.bias.float(),
+            dt_bias=self.dt_proj.bias,
             dt_softplus=True,
-            backend=backend,
-        )
-        return self.out_proj(y)
+            backend=step_backend,
+        )  # (B, d_inner)
+        return F.linear(y, self.out_proj.weight)  # (B, d_model)
 
     def flops_per_token(self, seq_len: int = 1) -> int:
         """Forward FLOPs per token: 2 per projection and conv weight, plus the scan's FLOPs

@@ -171,6 +171,8 @@ class LM(nn.Module):
                     paths["scan_backend"] = layer.last_scan_backend
                 if layer.last_step_backend:
                     paths["step_backend"] = layer.last_step_backend
+                if layer.last_conv_backend:
+                    paths["conv_step_backend"] = layer.last_conv_backend
             elif isinstance(layer, SwitchMoE) and layer.last_dispatch:
                 paths["moe_dispatch"] = layer.last_dispatch
         return paths

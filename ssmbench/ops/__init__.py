@@ -1,7 +1,8 @@
 """Selective-scan operators with explicit backends.
 
 ``selective_scan`` has the signature and semantics of mamba_ssm's ``selective_scan_fn``;
-``selective_state_update`` those of its decode-step ``selective_state_update``.
+``selective_state_update`` those of its decode-step ``selective_state_update``;
+``causal_conv1d_update`` those of causal-conv1d's conv decode step (ops "conv": ref, triton).
 Backends: ``ref`` (sequential oracle), ``chunked`` (parallel PyTorch), ``triton`` (fused
 kernel), ``mamba_ssm`` (only when that package is importable). ``auto`` picks the fastest
 usable one; call ``resolve_backend`` to learn which one that is, and record it.
@@ -21,6 +22,8 @@ from ssmbench.errors import BackendUnavailable, BadInput
 
 SCAN_BACKENDS = ("ref", "chunked", "triton", "mamba_ssm")
 STEP_BACKENDS = ("ref", "triton", "mamba_ssm")
+CONV_BACKENDS = ("ref", "triton")
+OP_BACKENDS = {"scan": SCAN_BACKENDS, "step": STEP_BACKENDS, "conv": CONV_BACKENDS}
 
 
 @functools.cache
@@ -48,9 +51,9 @@ def _mamba_ssm_reason(device: torch.device) -> str | None:
 
 
 def backend_status(device: torch.device | str, op: str = "scan") -> dict[str, str | None]:
-    """For each backend of ``op`` ('scan' or 'step'): None when usable, else why not."""
+    """For each backend of ``op`` ('scan', 'step' or 'conv'): None when usable, else why not."""
     device = torch.device(device)
-    names = SCAN_BACKENDS if op == "scan" else STEP_BACKENDS
+    names = OP_BACKENDS.get(op, STEP_BACKENDS)
     status: dict[str, str | None] = {}
     for name in names:
         if name in ("ref", "chunked"):
@@ -71,10 +74,10 @@ def resolve_backend(backend: str, device: torch.device | str, op: str = "scan") 
     """The concrete backend that ``backend`` means on ``device``; raise when it cannot run.
 
     auto: triton on CUDA (then mamba_ssm, then chunked); chunked on CPU for the scan,
-    ref on CPU for the step (the interpreter is for correctness, not speed).
+    ref on CPU for the step and the conv step (the interpreter is for correctness, not speed).
     """
     device = torch.device(device)
-    names = SCAN_BACKENDS if op == "scan" else STEP_BACKENDS
+    names = OP_BACKENDS.get(op, STEP_BACKENDS)
     status = backend_status(device, op)
     if backend == "auto":
         if device.type == "cuda":
@@ -119,6 +122,16 @@ def _step_impl(name: str) -> Callable[..., object]:
     from mamba_ssm.ops.triton.selective_state_update import selective_state_update
 
     return selective_state_update
+
+
+def _conv_impl(name: str) -> Callable[..., object]:
+    if name == "ref":
+        from ssmbench.ops.conv_step import causal_conv1d_update_ref
+
+        return causal_conv1d_update_ref
+    from ssmbench.ops.conv_step import causal_conv1d_update_triton
+
+    return causal_conv1d_update_triton
 
 
 def selective_scan(
@@ -171,11 +184,34 @@ def selective_state_update(
     return fn(state, x, dt, A, B, C, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
 
 
+def causal_conv1d_update(
+    x: Tensor,
+    conv_state: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """One causal depthwise conv1d decode step (causal-conv1d ``causal_conv1d_update`` contract).
+
+    x: (batch, dim) new column; conv_state: (batch, dim, state_len >= width - 1), the last inputs
+    oldest first, rolled in place to end with x; weight: (dim, width); bias: (dim,); activation:
+    None, 'silu' or 'swish'. Returns act(window . weight + bias), (batch, dim) in x's dtype.
+    """
+    name = resolve_backend(backend, x.device, "conv")
+    fn = _conv_impl(name)
+    return fn(x, conv_state, weight, bias, activation)
+
+
 __all__ = [
+    "CONV_BACKENDS",
+    "OP_BACKENDS",
     "SCAN_BACKENDS",
     "STEP_BACKENDS",
     "available_backends",
     "backend_status",
+    "causal_conv1d_update",
     "resolve_backend",
     "selective_scan",
     "selective_state_update",
