@@ -34,26 +34,36 @@ from ssmbench.ops.scan.chunked import selective_scan_chunked
 from ssmbench.ops.scan.counts import ScanShape, scan_bytes, scan_flops
 from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.scan.step import selective_state_update_ref, selective_state_update_triton
-from ssmbench.ops.scan.triton_scan import TritonScanConfig, selective_scan_triton
+from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, selective_scan_triton
 from tests.helpers import rel_err
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 
 DEV = torch.device("cuda")
 MAIN = (8, 1536, 2048, 16)
 SHAPES = [MAIN, (8, 2048, 4096, 16), (1, 5120, 8192, 16), (16, 1536, 1024, 16), (4, 4096, 16384, 16)]
-# (block_d, block_l, num_warps) of the forward alone
-FWD_SWEEP = [(8, 8, 1), (8, 4, 1), (16, 4, 1), (16, 8, 1), (4, 8, 1), (32, 2, 1)]
-# (bwd_block_d, bwd_block_l); the forward runs with block_d 8 and block_l min(8, bwd_block_l)
-BWD_SWEEP = [(8, 8), (8, 4), (4, 8), (16, 4), (4, 16)]
+LS = LaunchShape
+# launch shapes of the forward alone (inference)
+FWD_SWEEP = [LS(8, 8), LS(8, 8, prefetch=False), LS(8, 8, prefetch=False, stages=2),
+             LS(8, 8, prefetch=False, stages=3), LS(16, 8), LS(8, 4)]
+# launch shapes of the backward; the forward runs with LS(8, min(8, block_l)) and saves states
+BWD_SWEEP = [LS(8, 4), LS(8, 4, prefetch=False), LS(8, 4, maxnreg=128), LS(8, 4, prefetch=False, maxnreg=128),
+             LS(8, 4, prefetch=False, stages=2, maxnreg=128), LS(4, 8, maxnreg=128), LS(4, 8),
+             LS(8, 8, maxnreg=168)]
+CHUNK_SIZES = [16, 32, 64]
 ROWS: list[dict] = []
 
 
-def fwd_cfg(bd: int, bl: int, nw: int) -> TritonScanConfig:
-    return TritonScanConfig(block_d=bd, block_l=bl, num_warps=nw, bwd_block_l=max(bl, 8))
+def fwd_cfg(ls: LaunchShape) -> TritonScanConfig:
+    return TritonScanConfig(fwd=ls, bwd=LS(8, max(ls.block_l, 8)))
 
 
-def bwd_cfg(bd: int, bl: int) -> TritonScanConfig:
-    return TritonScanConfig(block_d=8, block_l=min(8, bl), bwd_block_d=bd, bwd_block_l=bl)
+def bwd_cfg(ls: LaunchShape) -> TritonScanConfig:
+    return TritonScanConfig(fwd=LS(8, min(8, ls.block_l)), bwd=ls)
+
+
+def short(ls: LaunchShape) -> str:
+    extra = ("" if ls.prefetch else " nopf") + (f" st{ls.stages}" if ls.stages > 1 else "")
+    return f"d{ls.block_d} l{ls.block_l} w{ls.num_warps}{extra}" + (f" r{ls.maxnreg}" if ls.maxnreg else "")
 
 
 def bench_inputs(shape, requires_grad: bool, seed: int = 0) -> dict:
@@ -165,9 +175,11 @@ def run_checks() -> dict[str, bool]:
         "chunked fp32": check("chunked fp32", chk, Case(2, 64, 333, 16, dtype=F32), 1e-4),
         "chunked bf16": check("chunked bf16", chk, Case(2, 256, 1000, 16, dtype=BF16), 1e-2),
     }
-    for bd, bl in BWD_SWEEP:
-        ok[f"triton bwd {bd}x{bl}"] = check(f"triton fp32 cfg bwd {bd}x{bl}", tri,
-                                            Case(2, 48, 150, 16, dtype=F32), 1e-4, config=bwd_cfg(bd, bl))
+    small32, small16 = Case(2, 48, 150, 16, dtype=F32), Case(2, 48, 150, 16, dtype=BF16)
+    for ls in BWD_SWEEP:
+        ok[f"bwd {short(ls)}"] = check(f"triton fp32 bwd {short(ls)}", tri, small32, 1e-4, config=bwd_cfg(ls))
+    for ls in FWD_SWEEP:
+        ok[f"fwd {short(ls)}"] = check(f"triton bf16 fwd {short(ls)}", tri, small16, 1e-2, config=fwd_cfg(ls))
     ok["step"] = check_step(0) and check_step(4)
     ok.update(check_main_forward() or {"main forward": False})
     return ok
@@ -232,9 +244,9 @@ def warm(index: int, workers: int) -> None:
         x = bench_inputs(MAIN, kind == "bwd")
         if kind == "fwd":
             with torch.no_grad():
-                call(selective_scan_triton, x, config=fwd_cfg(*c))
+                call(selective_scan_triton, x, config=fwd_cfg(c))
         else:
-            out = call(selective_scan_triton, x, config=bwd_cfg(*c))
+            out = call(selective_scan_triton, x, config=bwd_cfg(c))
             torch.autograd.grad(out, [x[k] for k in NAMES], torch.randn_like(out))
         torch.cuda.synchronize()
 
@@ -243,12 +255,13 @@ def run_timing(quick: bool) -> None:
     x = bench_inputs(MAIN, False)
     tri = selective_scan_triton
     for c in FWD_SWEEP:
-        timed("triton", MAIN, "fwd", tri, x, f"fwd d{c[0]} l{c[1]} w{c[2]}", {"config": fwd_cfg(*c)})
+        timed("triton", MAIN, "fwd", tri, x, f"fwd {short(c)}", {"config": fwd_cfg(c)})
     xg = bench_inputs(MAIN, True)
     for c in BWD_SWEEP:
-        timed("triton", MAIN, "fwd_bwd", tri, xg, f"bwd d{c[0]} l{c[1]}", {"config": bwd_cfg(*c)})
-    timed("chunked", MAIN, "fwd", selective_scan_chunked, x, rep_ms=300)
-    timed("chunked", MAIN, "fwd_bwd", selective_scan_chunked, xg, rep_ms=300)
+        timed("triton", MAIN, "fwd_bwd", tri, xg, f"bwd {short(c)}", {"config": bwd_cfg(c)})
+    for T in CHUNK_SIZES:
+        timed("chunked", MAIN, "fwd", selective_scan_chunked, x, f"T={T}", {"chunk_size": T}, rep_ms=300)
+    timed("chunked", MAIN, "fwd_bwd", selective_scan_chunked, xg, "default", rep_ms=300)
     timed("ref", MAIN, "fwd", selective_scan_ref, x, warmup_ms=1, rep_ms=1, min_reps=3)
     del x, xg
     for shape in SHAPES[1:] if not quick else SHAPES[1:2]:
@@ -269,12 +282,43 @@ def run_timing(quick: bool) -> None:
         s = ScanShape(b, d, 1, n)
         step_args = (state, xs, dt, A, B, C, D, z, bias, True)
         for name, fn in (("triton", selective_state_update_triton), ("ref", selective_state_update_ref)):
-            t = benchmark(lambda fn=fn, a=step_args: fn(*a), device=DEV)
-            gbps = scan_bytes(s, "step") / (t.median * 1e-3) / 1e9
-            ROWS.append({"kind": "time", "name": f"step {name}", "shape": [b, d, 1, n], "mode": "step",
-                         "config": "", "median_ms": t.median, "p20_ms": t.p20, "p80_ms": t.p80, "n": t.n,
-                         "gbps": gbps, "tflops": scan_flops(s, "step") / (t.median * 1e-3) / 1e12})
-            print(f"time step {name} ({b}, {d}, {n}) {t.median * 1e3:.1f} us")
+            for how in ("eager", "graph"):
+                t = time_step(fn, step_args, how)
+                gbps = scan_bytes(s, "step") / (t.median * 1e-3) / 1e9
+                ROWS.append({"kind": "time", "name": f"step {name}", "shape": [b, d, 1, n], "mode": "step",
+                             "config": how, "median_ms": t.median, "p20_ms": t.p20, "p80_ms": t.p80, "n": t.n,
+                             "gbps": gbps, "tflops": scan_flops(s, "step") / (t.median * 1e-3) / 1e12})
+                print(f"time step {name} {how} ({b}, {d}, {n}) {t.median * 1e3:.1f} us")
+
+
+@guarded
+def time_step(fn, args, how: str):
+    """One decode step: eager (launch cost included), or per step of a 32-step CUDA graph replay."""
+    if how == "eager":
+        return benchmark(lambda: fn(*args), device=DEV)
+    steps = 32
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn(*args)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(steps):
+            fn(*args)
+    t = benchmark(graph.replay, device=DEV)
+    return type(t)(tuple(v / steps for v in t.samples_ms))
+
+
+def profile_once() -> None:
+    """For Nsight Compute: one forward (no grad), then one forward+backward, default configs."""
+    x = bench_inputs(MAIN, True)
+    with torch.no_grad():
+        call(selective_scan_triton, x)
+    out = call(selective_scan_triton, x)
+    torch.autograd.grad(out, [x[k] for k in NAMES], torch.randn_like(out))
+    torch.cuda.synchronize()
 
 
 def table(ceil, checks: dict[str, bool]) -> None:
@@ -297,7 +341,11 @@ def main() -> None:
     ap.add_argument("--warm", type=str, default="", help="worker mode: INDEX/WORKERS")
     ap.add_argument("--json", type=str, default="", help="write every row here")
     ap.add_argument("--quick", action="store_true", help="one extra shape only")
+    ap.add_argument("--profile", action="store_true", help="one fwd and one fwd+bwd, for ncu")
     args = ap.parse_args()
+    if args.profile:
+        profile_once()
+        return
     if args.warm:
         i, n = map(int, args.warm.split("/"))
         warm(i, n)

@@ -7,7 +7,7 @@ import torch
 
 from ssmbench.errors import BadInput
 from ssmbench.ops import selective_scan
-from ssmbench.ops.scan.triton_scan import TritonScanConfig, selective_scan_triton
+from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, selective_scan_triton
 from tests.helpers import assert_close
 from tests.ops.scan_cases import NAMES, Case, check_against_ref, make_inputs
 
@@ -41,8 +41,9 @@ def test_triton_bf16(device):
 
 
 def test_triton_other_block_shapes(device):
-    # one state saved per forward block (STATE_EVERY = 1), wider channel blocks
-    cfg = TritonScanConfig(block_d=8, block_l=4, bwd_block_d=2, bwd_block_l=4)
+    # one state saved per forward block (STATE_EVERY = 1), wider channel blocks, no prefetch
+    fwd = LaunchShape(block_d=8, block_l=4, prefetch=False)
+    cfg = TritonScanConfig(fwd, LaunchShape(block_d=2, block_l=4, prefetch=False))
     check_against_ref(selective_scan_triton, Case(1, 10, 21, 4), seed=13, tol=1e-10, device=device,
                       config=cfg)
 
@@ -58,6 +59,6 @@ def test_triton_no_grad_path_and_dispatcher(device):
 
 def test_triton_config_checks():
     with pytest.raises(BadInput):
-        TritonScanConfig(block_l=16, bwd_block_l=8)
+        TritonScanConfig(LaunchShape(block_l=16), LaunchShape(block_l=8))
     with pytest.raises(BadInput):
-        TritonScanConfig(block_d=6)
+        LaunchShape(block_d=6)

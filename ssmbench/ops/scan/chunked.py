@@ -2,7 +2,7 @@
 
 The sequence is cut into ``n_chunks`` chunks of T steps (the tail padded with delta = 0,
 which leaves the state unchanged). Three short loops, each over tensors of shape
-(batch, dim, n_chunks, N), replace the L-step loop of the reference:
+(batch, G, n_chunks, dim / G, N), replace the L-step loop of the reference:
 
 1. all chunks at once, T steps from a zero state: each chunk's local end state;
 2. chunk by chunk (n_chunks steps): the true start state of every chunk,
@@ -11,6 +11,8 @@ which leaves the state unchanged). Three short loops, each over tensors of shape
 
 Sequential depth is 2T + L/T instead of L, and no step holds more than
 (batch, dim, n_chunks, N) at once: the (batch, dim, L, N) state is never materialised.
+Inputs are laid out time-major first (a (batch, dim, L)-sized copy), so that every step
+reads contiguous slices; the read-out over N is a batched matrix-vector product.
 Under autograd, loops 1 and 3 run in checkpointed segments, so backward keeps the
 segment-start states and recomputes the steps inside a segment.
 """
@@ -81,11 +83,18 @@ def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, ...]], *args: Tensor) -> t
     return fn(*args)
 
 
-def _chunk_major(M: Tensor, batch: int, groups: int, n_chunks: int, T: int, pad: int) -> Tensor:
-    """B or C (batch, [G,] N, L) -> (batch, G, 1, n_chunks, T, N), zero-padded along L."""
-    M = M.reshape(batch, groups, M.shape[-2], M.shape[-1])
-    M = F.pad(M, (0, pad)).unflatten(-1, (n_chunks, T))  # (b, g, N, nc, T)
-    return M.permute(0, 1, 3, 4, 2).unsqueeze(2)  # (b, g, 1, nc, T, N)
+def _time_major(x: Tensor, batch: int, groups: int, n_chunks: int, T: int, pad: int) -> Tensor:
+    """(batch, dim, L) -> (T, batch, G, n_chunks, dim / G), zero-padded: step t of every chunk
+    is one contiguous slice."""
+    x = F.pad(x, (0, pad)).view(batch, groups, -1, n_chunks, T)  # (b, g, e, nc, T)
+    return x.permute(4, 0, 1, 3, 2).contiguous()
+
+
+def _time_major_bc(M: Tensor, batch: int, groups: int, n_chunks: int, T: int, pad: int) -> Tensor:
+    """B or C (batch, [G,] N, L) -> (T, batch, G, n_chunks, 1, N), zero-padded along L."""
+    M = F.pad(M.reshape(batch, groups, M.shape[-2], M.shape[-1]), (0, pad))
+    M = M.unflatten(-1, (n_chunks, T))  # (b, g, N, nc, T)
+    return M.permute(4, 0, 1, 3, 2).unsqueeze(4).contiguous()
 
 
 def selective_scan_chunked(
@@ -124,44 +133,45 @@ def selective_scan_chunked(
     if delta_softplus:
         dt = F.softplus(dt)
     # padded steps have delta = 0: decay 1 and no input, so the state passes through unchanged
-    dt = F.pad(dt, (0, pad)).view(batch, groups, e, n_chunks, T)  # (b, g, e, nc, T)
-    dtu = dt * F.pad(u.to(ct), (0, pad)).view(batch, groups, e, n_chunks, T)
-    A5 = A.to(ct).view(1, groups, e, 1, N)
-    Bm = _chunk_major(B.to(ct), batch, groups, n_chunks, T, pad)  # (b, g, 1, nc, T, N)
-    Cm = _chunk_major(C.to(ct), batch, groups, n_chunks, T, pad)
+    dt_t = _time_major(dt, batch, groups, n_chunks, T, pad).unsqueeze(-1)  # (T, b, g, nc, e, 1)
+    dtu_t = dt_t * _time_major(u.to(ct), batch, groups, n_chunks, T, pad).unsqueeze(-1)
+    A5 = A.to(ct).view(1, groups, 1, e, N)
+    B_t = _time_major_bc(B.to(ct), batch, groups, n_chunks, T, pad)  # (T, b, g, nc, 1, N)
+    C_t = _time_major_bc(C.to(ct), batch, groups, n_chunks, T, pad)
 
     def steps(h: Tensor, t0: int, t1: int, read_out: bool) -> tuple[Tensor, ...]:
         ys = []
         for t in range(t0, t1):
-            dA = torch.exp(dt[..., t, None] * A5)  # (b, g, e, nc, N)
-            h = torch.addcmul(dtu[..., t, None] * Bm[..., t, :], dA, h)
+            dA = torch.exp(dt_t[t] * A5)  # (b, g, nc, e, N)
+            h = torch.addcmul(dtu_t[t] * B_t[t], dA, h)
             if read_out:
-                ys.append((h * Cm[..., t, :]).sum(-1))  # (b, g, e, nc)
-        return (h, torch.stack(ys, -1)) if read_out else (h,)
+                ys.append(torch.matmul(h, C_t[t].transpose(-1, -2)))  # (b, g, nc, e, 1)
+        return (h, torch.cat(ys, -1)) if read_out else (h,)
 
     # 1. local end state of every chunk, from a zero state
-    h_local = u.new_zeros(batch, groups, e, n_chunks, N, dtype=ct)
+    h_local = u.new_zeros(batch, groups, n_chunks, e, N, dtype=ct)
     for t0 in range(0, T if n_chunks > 1 else 0, SEGMENT):
         t1 = min(T, t0 + SEGMENT)
         (h_local,) = _maybe_checkpoint(lambda h, t0=t0, t1=t1: steps(h, t0, t1, False), h_local)
 
     # 2. carry the state across chunks
-    decay = torch.exp(dt[..., :-1, :].sum(-1)[..., None] * A5)  # (b, g, e, nc - 1, N)
+    decay = torch.exp(dt_t[:, :, :, :-1].sum(0) * A5)  # (b, g, nc - 1, e, N)
     h = u.new_zeros(batch, groups, e, N, dtype=ct)
     starts = [h]
     for c in range(n_chunks - 1):
-        h = decay[..., c, :] * h + h_local[..., c, :]
+        h = decay[:, :, c] * h + h_local[:, :, c]
         starts.append(h)
 
     # 3. every chunk again from its true start state, reading out y
-    h = torch.stack(starts, dim=3)  # (b, g, e, nc, N)
+    h = torch.stack(starts, dim=2)  # (b, g, nc, e, N)
     ys = []
     for t0 in range(0, T, SEGMENT):
         t1 = min(T, t0 + SEGMENT)
         h, y_seg = _maybe_checkpoint(lambda h, t0=t0, t1=t1: steps(h, t0, t1, True), h)
         ys.append(y_seg)
-    y = torch.cat(ys, -1).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
-    last_state = h[..., -1, :].reshape(batch, dim, N)  # the last chunk's end state
+    y = torch.cat(ys, -1)  # (b, g, nc, e, T)
+    y = y.permute(0, 1, 3, 2, 4).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
+    last_state = h[:, :, -1].reshape(batch, dim, N)  # the last chunk's end state
 
     if D is not None:
         y = y + u.to(ct) * D.to(ct)[None, :, None]

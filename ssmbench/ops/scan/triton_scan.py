@@ -78,7 +78,7 @@ def selective_scan_fwd_kernel(
     L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS, N_STATES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, STATE_EVERY: tl.constexpr, STORE_LAST: tl.constexpr,
-    ACC: tl.constexpr, FAST_EXP: tl.constexpr,
+    ACC: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
     # tiles are (L, N, D) with D last: Triton spreads threads over the last axis first, so
@@ -104,16 +104,20 @@ def selective_scan_fwd_kernel(
     if HAS_BIAS:
         b_bias = tl.load(delta_bias + o_d, mask=m_d, other=0).to(ACC)
     b_h = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
-    b_u, b_dt, b_z, b_B, b_C = _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_t, L, HAS_Z)
-    for i_l in range(0, N_BLOCKS):
+    # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
+    q_u, q_dt, q_z, q_B, q_C = _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_t, L, HAS_Z)
+    for i_l in tl.range(0, N_BLOCKS, num_stages=STAGES):
         o_l = i_l * BLOCK_L + o_t
         m_ld = (o_l < L)[:, None] & m_d[None, :]
         p_x = o_l[:, None] + r_x[None, :]
-        # issue the next block's loads now, so they are in flight while this block computes
-        n_u, n_dt, n_z, n_B, n_C = _load_fwd_block(
-            u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l + BLOCK_L, L, HAS_Z
-        )
-        b_u, b_dt, b_z, b_B, b_C = b_u.to(ACC), b_dt.to(ACC), b_z.to(ACC), b_B.to(ACC), b_C.to(ACC)
+        if not PREFETCH:
+            q_u, q_dt, q_z, q_B, q_C = _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l, L, HAS_Z)
+        b_u, b_dt, b_z, b_B, b_C = q_u.to(ACC), q_dt.to(ACC), q_z.to(ACC), q_B.to(ACC), q_C.to(ACC)
+        if PREFETCH:
+            # issue the next block's loads now, so they are in flight while this block computes
+            q_u, q_dt, q_z, q_B, q_C = _load_fwd_block(
+                u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l + BLOCK_L, L, HAS_Z
+            )
         if HAS_BIAS:
             b_dt += b_bias[None, :]
         if SOFTPLUS:
@@ -137,7 +141,6 @@ def selective_scan_fwd_kernel(
         if HAS_Z:
             b_y *= b_z * tl.sigmoid(b_z)
         tl.store(out + p_x, b_y.to(out.dtype.element_ty), mask=m_ld)
-        b_u, b_dt, b_z, b_B, b_C = n_u, n_dt, n_z, n_B, n_C
     if STORE_LAST:
         tl.store(last_state + (i_b * DIM + o_d)[None, :] * N + o_n[:, None], b_h, mask=m_nd)
 
@@ -154,7 +157,7 @@ def _load_bwd_block(
     p_x = o_l[:, None] + r_x[None, :]
     b_u = tl.load(u + p_x, mask=m_ld, other=0)
     b_dt = tl.load(delta + p_x, mask=m_ld, other=0)
-    b_dt1 = tl.load(delta + p_x + 1, mask=(o_l + 1 < L)[:, None] & m_d[None, :], other=0)
+    b_dt1 = tl.load(delta + p_x + 1, mask=(m_l & (o_l + 1 < L))[:, None] & m_d[None, :], other=0)
     if HAS_Z:
         b_z = tl.load(z + p_x, mask=m_ld, other=0)
     else:
@@ -174,6 +177,7 @@ def selective_scan_bwd_kernel(
     L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, ACC: tl.constexpr, FAST_EXP: tl.constexpr,
+    PREFETCH: tl.constexpr, STAGES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
     # same (L, N, D) tiles as the forward
@@ -205,23 +209,29 @@ def selective_scan_bwd_kernel(
     b_dD_acc = tl.zeros([BLOCK_D], dtype=ACC)
     b_dbias_acc = tl.zeros([BLOCK_D], dtype=ACC)
     i_l = N_BLOCKS - 1
-    b_u, b_dt_raw, b_dt1, b_z, b_do, b_B, b_C, b_h0 = _load_bwd_block(
+    # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
+    q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
         u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, i_l * BLOCK_L + o_t, i_l, L, N, HAS_Z
     )
-    for i_r in range(0, N_BLOCKS):
+    for i_r in tl.range(0, N_BLOCKS, num_stages=STAGES):
         i_l = N_BLOCKS - 1 - i_r
         o_l = i_l * BLOCK_L + o_t
         m_l = o_l < L
         m_ld = m_l[:, None] & m_d[None, :]
         m_ld1 = (o_l + 1 < L)[:, None] & m_d[None, :]
         p_x = o_l[:, None] + r_x[None, :]
-        # issue the previous block's loads now (past the start: nothing but a redundant state load)
-        n_u, n_dt_raw, n_dt1, n_z, n_do, n_B, n_C, n_h0 = _load_bwd_block(
-            u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l - BLOCK_L,
-            tl.where(i_l > 0, i_l - 1, 0), L, N, HAS_Z,
-        )
-        b_u, b_dt_raw, b_dt1, b_z = b_u.to(ACC), b_dt_raw.to(ACC), b_dt1.to(ACC), b_z.to(ACC)
-        b_do, b_B, b_C, b_h0 = b_do.to(ACC), b_B.to(ACC), b_C.to(ACC), b_h0.to(ACC)
+        if not PREFETCH:
+            q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
+                u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l, i_l, L, N, HAS_Z
+            )
+        b_u, b_dt_raw, b_dt1, b_z = q_u.to(ACC), q_dt.to(ACC), q_dt1.to(ACC), q_z.to(ACC)
+        b_do, b_B, b_C, b_h0 = q_do.to(ACC), q_B.to(ACC), q_C.to(ACC), q_h0.to(ACC)
+        if PREFETCH:
+            # issue the previous block's loads now (past the start: nothing but a redundant state load)
+            q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
+                u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l - BLOCK_L,
+                tl.where(i_l > 0, i_l - 1, 0), L, N, HAS_Z,
+            )
         if HAS_BIAS:
             b_dt_raw += b_bias[None, :]
             b_dt1 += b_bias[None, :]
@@ -239,16 +249,22 @@ def selective_scan_bwd_kernel(
             (_exp2(b_dt[:, None, :] * b_A2[None, :, :], FAST_EXP), b_dBu), axis=0, combine_fn=_linear_combine
         )
         b_hs = b_a * b_h0[None, :, :] + b_x  # (BL, BN, BD)
-        b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)  # (BL, BD), before D and the gate
-        if HAS_D:
-            b_y += b_u * b_D[None, :]
         if HAS_Z:
             b_sig = tl.sigmoid(b_z)
-            tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
-                     mask=m_ld)
             b_dy = b_do * b_z * b_sig
         else:
             b_dy = b_do
+        # every use of h_t now, so that only exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t stays live
+        p_bc = o_l[:, None] + r_bc[None, :]
+        m_ln = m_l[:, None] & m_n[None, :]
+        tl.atomic_add(dC + p_bc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)
+        if HAS_Z:
+            b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)  # (BL, BD), before D and the gate
+            if HAS_D:
+                b_y += b_u * b_D[None, :]
+            tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
+                     mask=m_ld)
+        b_hp = b_hs - b_dBu
 
         # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end
         b_ga, b_gb = tl.associative_scan(
@@ -257,9 +273,9 @@ def selective_scan_bwd_kernel(
         )
         b_g = b_gb + b_ga * b_g_next[None, :, :]  # (BL, BN, BD)
         b_g_next = tl.sum(tl.where((o_t == 0)[:, None, None], b_g, 0.0), axis=0)
+        tl.atomic_add(dB + p_bc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)
 
-        # exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t
-        b_gh = b_g * (b_hs - b_dBu)
+        b_gh = b_g * b_hp
         b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)  # (BL, BD)
         b_ddt = tl.sum(b_gh * b_A[None, :, :], axis=1) + b_gB * b_u
         b_du = b_gB * b_dt
@@ -274,13 +290,6 @@ def selective_scan_bwd_kernel(
         tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
         tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
 
-        # this program's share of the sums over channels
-        p_bc = o_l[:, None] + r_bc[None, :]
-        m_ln = m_l[:, None] & m_n[None, :]
-        tl.atomic_add(dB + p_bc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)
-        tl.atomic_add(dC + p_bc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)
-        b_u, b_dt_raw, b_dt1, b_z, b_do, b_B, b_C, b_h0 = n_u, n_dt_raw, n_dt1, n_z, n_do, n_B, n_C, n_h0
-
     tl.store(dA_part + p_nd, b_dA_acc, mask=m_nd)
     if HAS_D:
         tl.store(dD_part + i_b * DIM + o_d, b_dD_acc, mask=m_d)
@@ -289,28 +298,46 @@ def selective_scan_bwd_kernel(
 
 
 @dataclass(frozen=True)
-class TritonScanConfig:
-    """Launch shape of both kernels; one warp a program by default.
+class LaunchShape:
+    """How one kernel runs: block sizes, warps, and how loads overlap compute.
 
-    Threads go over D first, then N: with block_d = 8 a warp is 8 channels x 4 groups of
-    N/4 states, each thread walking block_l steps. Under autograd the forward saves the
-    state every bwd_block_l steps, so block_l must divide bwd_block_l. When B/C are
-    grouped, block sizes are cut to divide dim / groups.
+    Threads go over D first, then N: with block_d = 8 and one warp, a program is 8 channels
+    x 4 groups of N/4 states, each thread walking block_l steps of its (N/4, 1) slice.
+    prefetch: load block i + 1 while block i computes (registers); stages > 1: let Triton
+    pipeline the loads through shared memory instead. maxnreg caps registers per thread
+    (more warps resident, possibly spills).
     """
 
     block_d: int = 8
     block_l: int = 8
     num_warps: int = 1
-    bwd_block_d: int = 8
-    bwd_block_l: int = 8
-    bwd_num_warps: int = 1
+    prefetch: bool = True
+    stages: int = 1
+    maxnreg: int | None = None
 
     def __post_init__(self) -> None:
-        sizes = (self.block_d, self.block_l, self.bwd_block_d, self.bwd_block_l)
-        if any(v < 1 or v & (v - 1) for v in sizes):
-            raise BadInput(f"triton block sizes must be powers of two, got {self}")
-        if self.bwd_block_l % self.block_l:
-            raise BadInput(f"block_l {self.block_l} must divide bwd_block_l {self.bwd_block_l}")
+        if any(v < 1 or v & (v - 1) for v in (self.block_d, self.block_l, self.num_warps)):
+            raise BadInput(f"triton block sizes and warps must be powers of two, got {self}")
+
+    def launch_options(self) -> dict[str, int]:
+        opts = {"num_warps": self.num_warps}
+        if self.maxnreg is not None:
+            opts["maxnreg"] = self.maxnreg
+        return opts
+
+
+@dataclass(frozen=True)
+class TritonScanConfig:
+    """Launch shapes of the forward and the backward kernel. Under autograd the forward
+    saves the state every bwd.block_l steps, so fwd.block_l must divide bwd.block_l.
+    When B/C are grouped, block_d is cut to divide dim / groups."""
+
+    fwd: LaunchShape = LaunchShape()
+    bwd: LaunchShape = LaunchShape()
+
+    def __post_init__(self) -> None:
+        if self.bwd.block_l % self.fwd.block_l:
+            raise BadInput(f"fwd block_l {self.fwd.block_l} must divide bwd block_l {self.bwd.block_l}")
 
 
 def _interpreting() -> bool:
@@ -320,7 +347,7 @@ def _interpreting() -> bool:
 def default_config() -> TritonScanConfig:
     """The H100 choice (measurements in docs/kernels.md); small blocks under the interpreter."""
     if _interpreting():
-        return TritonScanConfig(block_d=4, block_l=8, bwd_block_d=4, bwd_block_l=16)
+        return TritonScanConfig(LaunchShape(block_d=4, block_l=8), LaunchShape(block_d=4, block_l=16))
     return TritonScanConfig()
 
 
@@ -356,15 +383,16 @@ def _contig(t: Tensor | None) -> Tensor | None:
 
 def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, ct):
     """Launch the forward. Returns out, last_state (batch, dim, N), states (or None):
-    the state at every bwd_block_l-th step, (batch, dim, cdiv(L, bwd_block_l), N)."""
+    the state every bwd.block_l steps, (batch, dim, cdiv(L, bwd.block_l), N)."""
     batch, dim, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
-    block_d = _fit_block_d(cfg.block_d, dim, groups)
-    n_blocks = triton.cdiv(L, cfg.block_l)
+    ls = cfg.fwd
+    block_d = _fit_block_d(ls.block_d, dim, groups)
+    n_blocks = triton.cdiv(L, ls.block_l)
     out = _empty(like=u)
     last = _empty(batch, dim, N, like=u, dtype=ct)
-    n_states = triton.cdiv(L, cfg.bwd_block_l)
+    n_states = triton.cdiv(L, cfg.bwd.block_l)
     states = _empty(batch, dim, n_states, N, like=u, dtype=ct) if save_states else last
     grid = (triton.cdiv(dim, block_d), batch)
     selective_scan_fwd_kernel[grid](
@@ -372,10 +400,9 @@ def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, 
         delta_bias if delta_bias is not None else u, out, last, states,
         L, dim, N, dim // groups, groups, n_blocks, n_states,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus, SAVE_STATES=save_states, STATE_EVERY=cfg.bwd_block_l // cfg.block_l,
-        STORE_LAST=True, **_flags(ct),
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=cfg.block_l,
-        num_warps=cfg.num_warps,
+        SOFTPLUS=delta_softplus, SAVE_STATES=save_states, STATE_EVERY=cfg.bwd.block_l // ls.block_l,
+        STORE_LAST=True, **_flags(ct), PREFETCH=ls.prefetch, STAGES=ls.stages,
+        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=ls.block_l, **ls.launch_options(),
     )
     return out, last, (states if save_states else None)
 
@@ -385,7 +412,8 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlas
     batch, dim, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
-    block_d = _fit_block_d(cfg.bwd_block_d, dim, groups)
+    ls = cfg.bwd
+    block_d = _fit_block_d(ls.block_d, dim, groups)
     n_blocks = states.shape[2]
     du, ddelta = _empty(like=u), _empty(like=delta)
     dz = _empty(like=z) if z is not None else None
@@ -403,8 +431,8 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlas
         L, dim, N, dim // groups, groups, n_blocks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DLAST=dlast is not None, **_flags(ct),
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=cfg.bwd_block_l,
-        num_warps=cfg.bwd_num_warps,
+        PREFETCH=ls.prefetch, STAGES=ls.stages,
+        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=ls.block_l, **ls.launch_options(),
     )
     dD = dD_part.sum(0) if dD_part is not None else None
     dbias = dbias_part.sum(0) if dbias_part is not None else None
