@@ -34,7 +34,7 @@ from ssmbench.ops.scan.chunked import selective_scan_chunked
 from ssmbench.ops.scan.counts import ScanShape, scan_bytes, scan_flops
 from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.scan.step import selective_state_update_ref, selective_state_update_triton
-from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, selective_scan_triton
+from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
 from tests.helpers import rel_err
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 
@@ -43,13 +43,14 @@ MAIN = (8, 1536, 2048, 16)
 SHAPES = [MAIN, (8, 2048, 4096, 16), (1, 5120, 8192, 16), (16, 1536, 1024, 16), (4, 4096, 16384, 16)]
 LS = LaunchShape
 # launch shapes of the forward alone (inference)
-FWD_SWEEP = [LS(8, 8), LS(8, 8, prefetch=False), LS(8, 8, prefetch=False, stages=2),
-             LS(8, 8, prefetch=False, stages=3), LS(16, 8), LS(8, 4)]
+FWD_SWEEP = [LS(16, 8), LS(8, 8), LS(8, 8, prefetch=False, stages=3), LS(16, 8, prefetch=False, stages=3),
+             LS(4, 8)]
 # launch shapes of the backward; the forward runs with LS(8, min(8, block_l)) and saves states
-BWD_SWEEP = [LS(8, 4), LS(8, 4, prefetch=False), LS(8, 4, maxnreg=128), LS(8, 4, prefetch=False, maxnreg=128),
-             LS(8, 4, prefetch=False, stages=2, maxnreg=128), LS(4, 8, maxnreg=128), LS(4, 8),
-             LS(8, 8, maxnreg=168)]
-CHUNK_SIZES = [16, 32, 64]
+BWD_SWEEP = [LS(4, 8), LS(8, 4), LS(16, 4, num_warps=2), LS(8, 8, num_warps=2), LS(16, 8, num_warps=4)]
+# the forward's channel block where batch * dim is small
+SMALL = (1, 5120, 8192, 16)
+SMALL_FWD = [LS(4, 8), LS(8, 8), LS(16, 8)]
+CHUNK_SIZES = [32, 64]
 ROWS: list[dict] = []
 
 
@@ -262,12 +263,17 @@ def run_timing(quick: bool) -> None:
     for T in CHUNK_SIZES:
         timed("chunked", MAIN, "fwd", selective_scan_chunked, x, f"T={T}", {"chunk_size": T}, rep_ms=300)
     timed("chunked", MAIN, "fwd_bwd", selective_scan_chunked, xg, "default", rep_ms=300)
+    xs = bench_inputs(SMALL, False)
+    for c in SMALL_FWD:
+        timed("triton", SMALL, "fwd", tri, xs, f"fwd {short(c)}", {"config": fwd_cfg(c)})
+    del xs
     timed("ref", MAIN, "fwd", selective_scan_ref, x, warmup_ms=1, rep_ms=1, min_reps=3)
     del x, xg
-    for shape in SHAPES[1:] if not quick else SHAPES[1:2]:
+    for shape in SHAPES if not quick else SHAPES[:2]:
         x = bench_inputs(shape, True)
-        timed("triton", shape, "fwd", selective_scan_triton, x, "default")
-        timed("triton", shape, "fwd_bwd", selective_scan_triton, x, "default")
+        dc = default_config(shape[0], shape[1])
+        timed("triton", shape, "fwd", selective_scan_triton, x, f"default {short(dc.fwd)}")
+        timed("triton", shape, "fwd_bwd", selective_scan_triton, x, f"default b:{short(dc.bwd)}")
         if shape == (1, 5120, 8192, 16):
             timed("chunked", shape, "fwd", selective_scan_chunked, x, rep_ms=300)
         del x

@@ -7,7 +7,7 @@ import torch
 
 from ssmbench.errors import BadInput
 from ssmbench.ops import selective_scan
-from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, selective_scan_triton
+from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
 from tests.helpers import assert_close
 from tests.ops.scan_cases import NAMES, Case, check_against_ref, make_inputs
 
@@ -62,3 +62,11 @@ def test_triton_config_checks():
         TritonScanConfig(LaunchShape(block_l=16), LaunchShape(block_l=8))
     with pytest.raises(BadInput):
         LaunchShape(block_d=6)
+
+
+def test_default_config_keeps_enough_programs(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert default_config(8, 1536).fwd.block_d == 16  # 768 programs
+    assert default_config(1, 5120).fwd.block_d == 4  # 1280 programs rather than 320
+    cfg = default_config(2, 64)
+    assert cfg.bwd.block_l % cfg.fwd.block_l == 0
