@@ -271,7 +271,7 @@ def run_timing(quick: bool) -> None:
     del x, xg
     for shape in SHAPES if not quick else SHAPES[:2]:
         x = bench_inputs(shape, True)
-        dc = default_config(shape[0], shape[1])
+        dc = default_config()
         timed("triton", shape, "fwd", selective_scan_triton, x, f"default {short(dc.fwd)}")
         timed("triton", shape, "fwd_bwd", selective_scan_triton, x, f"default b:{short(dc.bwd)}")
         if shape == (1, 5120, 8192, 16):
