@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -39,7 +40,13 @@ def _version(pkg: str) -> str | None:
 
 
 def git_commit(cwd: Path | None = None) -> dict[str, Any]:
-    """HEAD commit of the ssmbench checkout and whether the tree has uncommitted changes."""
+    """HEAD commit of the ssmbench checkout and whether the tree has uncommitted changes.
+
+    A copy of the tree without .git (a remote GPU machine, say) names its commit through the
+    environment variable SSMBENCH_GIT_COMMIT.
+    """
+    if os.environ.get("SSMBENCH_GIT_COMMIT"):
+        return {"commit": os.environ["SSMBENCH_GIT_COMMIT"], "dirty": False, "commit_source": "env"}
     cwd = cwd or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
