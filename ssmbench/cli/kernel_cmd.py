@@ -9,6 +9,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.console import Console
 from rich.markup import escape
 
 from ssmbench.bench.environment import resolve_device
@@ -77,12 +78,12 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
         })
         return
     run = load_run(result.path)
-    # Piped output gets a fixed wide layout instead of rich's 80 columns.
-    width = None if console.is_terminal else 160
-    console.print(console_table(run), width=width)
+    # Piped output (a CI log) gets a wide layout instead of rich's 80 columns.
+    out = console if console.is_terminal else Console(width=max(console.width, 160))
+    out.print(console_table(run))
     if result.gate is not None:
         gate = pd.read_csv(result.path / "gate.csv")
-        console.print(gate_table(gate), width=width)
+        out.print(gate_table(gate))
         g = result.summary.get("gate", {})
         missing = g.get("could_not_compare", [])
         if missing:

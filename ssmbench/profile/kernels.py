@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -45,12 +46,14 @@ GATE_CSV = "gate.csv"
 
 @dataclass(frozen=True)
 class GateOptions:
-    """Compare against ``baseline``; rows flagged REGRESSED are re-measured ``retries`` times."""
+    """Compare against ``baseline``; rows flagged REGRESSED are re-measured ``retries`` times,
+    each after a pause of ``retry_wait_s`` (a regression persists, a burst of load passes)."""
 
     baseline: Baseline
     rule: GateRule
     retries: int = 2
     allow_device_mismatch: bool = False
+    retry_wait_s: float = 1.0
 
 
 @dataclass
@@ -174,6 +177,7 @@ def _rerun_regressed(
         flagged = {g.row_id for g in rows if g.verdict == "REGRESSED"}
         if not flagged:
             break
+        time.sleep(gate.retry_wait_s)
         for i, r in enumerate(results):
             if r.spec.row_id in flagged:
                 results[i] = measure_rounds(r.spec, device, config.timing, config.seed)
@@ -228,6 +232,7 @@ def _run(
             "baseline_device_kind": gate.baseline.device_kind,
             "rule": asdict(gate.rule) | {"test": "Mann-Whitney U, one-sided"},
             "retries": gate.retries,
+            "retry_wait_s": gate.retry_wait_s,
         }
     folder.write_manifest(
         config=config.to_dict(), seed=config.seed, environment=env, ceilings=ceilings.to_dict(),

@@ -74,13 +74,13 @@ PRESETS: dict[str, ProfilePreset] = {
             shapes=((2, 32, 37, 8), *_l_sweep(1, 64, 16, (64, 128, 256))),
             dtypes=("float32",),
             head_dim=16,
-            warmup_ms=5.0,
-            rep_ms=10.0,
-            min_reps=5,
-            max_reps=100,
+            warmup_ms=2.0,
+            rep_ms=5.0,
+            min_reps=3,
+            max_reps=50,
             quick_ceilings=True,
             cpu_threads=1,
-            rounds=3,
+            rounds=8,
         ),
         ProfilePreset(
             name="standard",
@@ -131,7 +131,7 @@ SIZE_LIMITS: dict[tuple[str, str], SizeLimit] = {
     ("ref", "cuda"): SizeLimit(max_seqlen=4096),
     ("chunked", "cpu"): SizeLimit(max_elems=1 << 22),
     # Triton on CPU runs in the interpreter (TRITON_INTERPRET=1): for checking the machinery only.
-    ("triton", "cpu"): SizeLimit(max_elems=1 << 12, max_seqlen=64),
+    ("triton", "cpu"): SizeLimit(max_elems=1 << 10, max_seqlen=64),
 }
 
 # The shape ref is checked on when the profiled shape is beyond its limit: batch 1, same
