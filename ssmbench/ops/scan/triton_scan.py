@@ -1,16 +1,19 @@
 """Fused selective scan in Triton: forward and backward kernels, autograd, public function.
 
 One program owns (one batch row, BLOCK_D channels) and walks L in blocks of BLOCK_L,
-holding the state h (BLOCK_D, N) in registers. Inside a block the recurrence
-h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one ``tl.associative_scan`` along L
-over (BLOCK_D, N, BLOCK_L) pairs (decay, input), combined with the carried state.
+holding the state h (BLOCK_N, BLOCK_D) in fp32 registers. Tiles are (BLOCK_L, BLOCK_N,
+BLOCK_D) with the channel axis last, so Triton spreads threads over channels and each
+thread keeps whole (L, N/k) slices: inside a block the recurrence
+h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one ``tl.associative_scan`` along L over
+(decay, input) pairs, mostly within a thread, combined with the carried state.
 
-The (batch, dim, L, N) state never goes to memory. Under autograd the forward also
-writes the state at the start of every block (fp32, L / BLOCK_L of them); the backward
-walks the blocks in reverse, recomputes the states inside a block from that saved
-one, and runs the adjoint recurrence g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} as a
-reversed scan. dB and dC are sums over channels: each program adds its (N, BLOCK_L)
-share with atomics; dA, dD and d(delta_bias) are written per batch row and summed after.
+The (batch, dim, L, N) state never goes to memory. Under autograd the forward also writes
+the state at the start of every backward block (fp32, L / bwd.block_l of them); the
+backward walks its blocks in reverse, recomputes the states inside a block from the saved
+one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} as a reversed scan.
+dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics;
+dA, dD and d(delta_bias) are written per batch row and summed after. Design notes and
+H100 measurements: docs/kernels.md.
 """
 
 from __future__ import annotations
