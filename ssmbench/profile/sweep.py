@@ -72,7 +72,7 @@ def _shape_text(spec: RowSpec) -> str:
     return f"{spec.batch}x{spec.dim}x{spec.seqlen}x{spec.dstate}"
 
 
-def _check(spec: RowSpec, device: torch.device, seed: int, backend: str) -> tuple[float, str]:
+def check_row(spec: RowSpec, device: torch.device, seed: int, backend: str) -> tuple[float, str]:
     """(rel_err, what it was measured on): 'same shape', a smaller shape, 'oracle', or not checked."""
     if spec.is_attention:
         err, cspec = attention_rel_err(spec, device, seed, backend)
@@ -113,7 +113,7 @@ def measure_row(
         result.backend = problem.backend
         with problem.context():
             if check:
-                result.rel_err, result.rel_err_on = _check(spec, device, rseed + 2, problem.backend)
+                result.rel_err, result.rel_err_on = check_row(spec, device, rseed + 2, problem.backend)
             t = benchmark(
                 problem.run, device=device, warmup_ms=timing.warmup_ms, rep_ms=timing.rep_ms,
                 min_reps=timing.min_reps, max_reps=timing.max_reps,
