@@ -19,7 +19,7 @@ from ssmbench.errors import ResultsError
 from ssmbench.profile.presets import DTYPES, IMPLS, MODES
 from ssmbench.profile.spec import RowSpec, TimingConfig
 from ssmbench.profile.sweep import RowResult
-from ssmbench.report.run import atomic_write_json
+from ssmbench.report.run import atomic_write_text, to_json
 
 BASELINE_FORMAT = "ssmbench-kernel-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -91,14 +91,22 @@ def save_baseline(
                 "status": r.status,
                 "backend": r.backend,
                 "rel_err": None if math.isnan(r.rel_err) else r.rel_err,
-                "samples_ms": list(r.samples_ms),
+                "samples_ms": [float(f"{x:.6g}") for x in r.samples_ms],
                 "round_sizes": list(r.round_sizes),
             }
             for r in results
         ],
     }
-    atomic_write_json(Path(path), doc)
+    atomic_write_text(Path(path), _dumps(doc))
     return Path(path)
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    """Pretty JSON with one line per row (a committed baseline diffs row by row)."""
+    head = to_json({k: v for k, v in doc.items() if k != "rows"}).rstrip().removesuffix("}").rstrip()
+    rows = ",\n".join("    " + json.dumps(r, default=str) for r in doc["rows"])
+    return f'{head},\n  "rows": [\n{rows}\n  ]\n}}\n'
+
 
 
 def _need(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:

@@ -45,7 +45,7 @@ class ProfilePreset:
     head_dim: int = 128
     warmup_ms: float = 25.0
     rep_ms: float = 100.0
-    min_reps: int = 20
+    min_reps: int = 10
     max_reps: int = 500
     quick_ceilings: bool = False
     cpu_threads: int | None = None
@@ -86,14 +86,14 @@ PRESETS: dict[str, ProfilePreset] = {
             name="standard",
             description="GPU: the ANCHORS.md shapes in bf16 plus an L sweep at (8, 2048, L, 16) "
             "for the scan-vs-attention crossover",
-            shapes=ANCHOR_SHAPES + _l_sweep(8, 2048, 16, (256, 512, 1024, 8192, 16384)),
+            shapes=ANCHOR_SHAPES + _l_sweep(8, 2048, 16, (256, 512, 1024, 2048, 8192, 16384)),
+            rounds=2,
         ),
         ProfilePreset(
             name="long",
             description="GPU: long sequences, L from 4K to 64K at (1, 2048, L, 16), bf16",
             shapes=_l_sweep(1, 2048, 16, (4096, 8192, 16384, 32768, 65536)),
             rep_ms=200.0,
-            min_reps=10,
         ),
     )
 }
@@ -128,7 +128,7 @@ class SizeLimit:
 # (impl, device type) -> limit for scan modes. The decode step is one token and always runs.
 SIZE_LIMITS: dict[tuple[str, str], SizeLimit] = {
     ("ref", "cpu"): SizeLimit(max_elems=1 << 17, max_seqlen=1024),
-    ("ref", "cuda"): SizeLimit(max_seqlen=4096),
+    ("ref", "cuda"): SizeLimit(max_elems=8 * 2048 * 2048, max_seqlen=2048),
     ("chunked", "cpu"): SizeLimit(max_elems=1 << 22),
     # Triton on CPU runs in the interpreter (TRITON_INTERPRET=1): for checking the machinery only.
     ("triton", "cpu"): SizeLimit(max_elems=1 << 10, max_seqlen=64),

@@ -76,11 +76,13 @@ def plot_latency(df: pd.DataFrame) -> Any:
     colors = _impl_colors(sorted(df["impl"].unique()))
     for ax, mode in zip(axes[0], modes, strict=True):
         sub = ok[ok["mode"] == mode]
+        shapes = sorted({tuple(k) for k in df[["batch", "dim", "dstate", "dtype"]].itertuples(index=False)})
         groups = sub.groupby(["impl", "batch", "dim", "dstate", "dtype"])
         for (impl, b, d, n, dtype), g in groups:
             g = g.sort_values("seqlen")
             err = [g["ms_median"] - g["ms_p20"], g["ms_p80"] - g["ms_median"]]
-            ax.errorbar(g["seqlen"], g["ms_median"], yerr=err, marker="o", ms=4, capsize=2,
+            marker = "osD^vP*X"[shapes.index((b, d, n, dtype)) % 8]
+            ax.errorbar(g["seqlen"], g["ms_median"], yerr=err, marker=marker, ms=4, capsize=2,
                         color=colors[impl], label=f"{impl} B{b} D{d} N{n} {dtype}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -88,12 +90,16 @@ def plot_latency(df: pd.DataFrame) -> Any:
         ax.set_ylabel("ms (median)")
         ax.set_title(MODE_TITLES.get(mode, mode))
         ax.grid(True, which="both", alpha=0.3)
-        if len(sub):
-            ax.legend(fontsize=6)
-        else:
+        if not len(sub):
             ax.text(0.5, 0.5, "no ok rows", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("kernel latency against sequence length")
-    fig.tight_layout()
+    labels: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labels.setdefault(label, handle)
+    fig.suptitle("kernel latency against sequence length (median, p20-p80 bars)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    if labels:
+        fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=min(4, len(labels)), fontsize=7)
     return fig
 
 
