@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 
 from ssmbench.profile.baseline import load_baseline
-from ssmbench.profile.kernels import GateOptions, plan, plan_from_baseline, run_kernel_profile
+from ssmbench.profile.kernels import GateOptions, run_kernel_profile
+from ssmbench.profile.plan import plan, plan_from_baseline
 from ssmbench.profile.regression import GateRule
 from ssmbench.profile.spec import parse_percent
 
@@ -55,10 +57,12 @@ def main() -> None:
                 "failing": [g.row_id for g in result.gate or [] if g.failing],
                 "retried": sum(1 for g in result.gate or [] if g.attempts > 1),
                 "seconds": round(time.perf_counter() - t0, 1),
+                "load_average_1min": round(os.getloadavg()[0], 2),
             })
             if not args.json:
-                print(f"run {i}: exit {result.exit_code} {verdicts} retried rows {runs[-1]['retried']}"
-                      f" ({runs[-1]['seconds']} s) {runs[-1]['failing']}")
+                r = runs[-1]
+                print(f"run {i}: exit {result.exit_code} {verdicts} retried rows {r['retried']}"
+                      f" ({r['seconds']} s, load {r['load_average_1min']}) {r['failing']}")
     report = {
         "preset": args.preset,
         "device": str(device),
@@ -66,6 +70,7 @@ def main() -> None:
         "max_regression": args.max_regression,
         "retries": args.retries,
         "repeats": args.repeats,
+        "cpus": os.cpu_count(),
         "false_positive_runs": sum(r["exit_code"] != 0 for r in runs),
         "false_positive_rate": sum(r["exit_code"] != 0 for r in runs) / max(args.repeats, 1),
         "runs": runs,

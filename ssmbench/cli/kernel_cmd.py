@@ -17,13 +17,8 @@ from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, err_console, print_json
 from ssmbench.errors import BadInput
 from ssmbench.profile.baseline import load_baseline
-from ssmbench.profile.kernels import (
-    GateOptions,
-    KernelProfileRun,
-    plan,
-    plan_from_baseline,
-    run_kernel_profile,
-)
+from ssmbench.profile.kernels import GateOptions, KernelProfileRun, run_kernel_profile
+from ssmbench.profile.plan import plan, plan_from_baseline
 from ssmbench.profile.presets import PRESETS
 from ssmbench.profile.regression import GateRule
 from ssmbench.profile.spec import (
@@ -117,13 +112,14 @@ def kernel_profile_command(
     out: Annotated[Path | None, typer.Option(help="Results folder (default results/kernel-profile-<time>).")]
     = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    warmup_ms: Annotated[float | None, typer.Option(help="Warm-up time per row (ms).")] = None,
-    rep_ms: Annotated[float | None, typer.Option(help="Timed time per row (ms).")] = None,
-    min_reps: Annotated[int | None, typer.Option(help="At least this many timing samples per row.")] = None,
+    warmup_ms: Annotated[float | None, typer.Option(help="Warm-up time per row and round (ms).")] = None,
+    rep_ms: Annotated[float | None, typer.Option(help="Timed time per row and round (ms).")] = None,
+    min_reps: Annotated[int | None, typer.Option(
+        help="At least this many samples per row and round.")] = None,
     threads: Annotated[int | None, typer.Option(
         help="torch CPU threads for a CPU run (default: the preset's; smoke uses 1).")] = None,
     rounds: Annotated[int | None, typer.Option(
-        help="Passes over the sweep; each row's samples are spread over them (smoke: 3).")] = None,
+        help="Passes over the sweep; each row's samples are spread over them (smoke: 8).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     save_baseline: Annotated[Path | None, typer.Option(
         help="Also write the rows and all timing samples as a baseline JSON here.")] = None,

@@ -186,8 +186,9 @@ def summary_markdown(run: LoadedRun) -> str:
         lines += [
             "## Regression gate",
             "",
-            f"Baseline {g.get('baseline')}; REGRESSED when median ratio > 1 + {g.get('max_regression')} and "
-            f"one-sided Mann-Whitney U p < {g.get('p_threshold')}; normalize: {g.get('normalize')}. "
+            f"Baseline {g.get('baseline')}. REGRESSED when the median ratio and the fastest-sample ratio "
+            f"both exceed 1 + {g.get('max_regression')} and a one-sided Mann-Whitney U test gives "
+            f"p < {g.get('p_threshold')}, in every re-measurement; normalize: {g.get('normalize')}. "
             f"Verdicts: {g.get('verdicts')}; exit code {g.get('exit_code')}.",
             "",
             markdown_table(gate, [c for c in GATE_COLUMNS if c in gate.columns]),
