@@ -36,9 +36,9 @@ train)
 gen)
   ss gen-speed --preset gen-paper --models mambabyte-972m,megabyte-1.3b-350m,transformer-320m \
      --batch-sizes 1,8,64 --verify --device cuda --out "$R/gen-speed-paper"
-  ss train-compare --preset bytes-small --device cuda --out "$R/train-compare-bytes-small"
   ;;
 bench)
+  ss train-compare --preset bytes-small --device cuda --out "$R/train-compare-bytes-small"
   python3 -m pytest benchmarks -q --benchmark-only --benchmark-json="$R/benchmarks.json" \
      -k "train_step" 2>&1 | tail -40
   ;;
