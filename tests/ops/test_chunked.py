@@ -5,6 +5,7 @@ import torch
 
 from ssmbench.errors import BadInput
 from ssmbench.ops import selective_scan
+from ssmbench.ops.scan import chunked
 from ssmbench.ops.scan.chunked import default_chunk_size, selective_scan_chunked
 from tests.helpers import assert_close
 from tests.ops.scan_cases import Case, check_against_ref, make_inputs
@@ -56,5 +57,26 @@ def test_chunked_rejects_bad_shapes():
 
 def test_default_chunk_size():
     assert default_chunk_size(1) == 1
-    assert default_chunk_size(2048) == 32
-    assert all(1 <= default_chunk_size(L) <= 128 for L in (3, 70, 10**6))
+    assert default_chunk_size(2048) == 64
+    assert default_chunk_size(5) == 8
+    assert all(1 <= default_chunk_size(L) <= 64 for L in (3, 70, 10**6))
+
+
+def test_small_groups_and_halved_chunks(monkeypatch):
+    # one chunk per group (many checkpointed groups), and a limit that forces smaller chunks
+    monkeypatch.setattr(chunked, "GROUP_ELEMENTS", 1)
+    check_against_ref(selective_scan_chunked, Case(2, 4, 45, 3, groups=2), seed=7, tol=1e-10, chunk_size=8)
+    monkeypatch.setattr(chunked, "EXP_LIMIT", {torch.float32: 0.5, torch.float64: 0.5})
+    check_against_ref(selective_scan_chunked, Case(2, 4, 45, 3), seed=8, tol=1e-10)
+
+
+def test_strong_decay_stays_finite_fp32():
+    # delta ~ 6 and A down to -4: up to e^-24 per step, far beyond fp32 over one 64-step chunk
+    x = make_inputs(Case(2, 4, 150, 4, dtype=torch.float32), seed=9)
+    dt = torch.rand(x["delta"].shape, generator=torch.Generator().manual_seed(1)) * 6
+    assert chunked.safe_chunk_size(dt, x["A"].abs().amax(-1), 64) < 64
+    args = (x["u"], dt, x["A"], x["B"], x["C"], x["D"], x["z"])
+    out, last = selective_scan_chunked(*args, return_last_state=True)
+    ref_out, ref_last = selective_scan(*args, return_last_state=True, backend="ref")
+    assert_close(out, ref_out, 1e-5, "out")
+    assert_close(last, ref_last, 1e-5, "last state")

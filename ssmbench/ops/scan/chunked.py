@@ -1,20 +1,20 @@
 """Chunked selective scan: parallel PyTorch with autograd, on CPU and GPU.
 
-The sequence is cut into ``n_chunks`` chunks of T steps (the tail padded with delta = 0,
-which leaves the state unchanged). Three short loops, each over tensors of shape
-(batch, G, n_chunks, dim / G, N), replace the L-step loop of the reference:
+The sequence is cut into chunks of T steps (the tail padded with delta = 0, which leaves the
+state unchanged). Inside a chunk, with Dl_t = sum_{r <= t} delta_r and any reference point R,
 
-1. all chunks at once, T steps from a zero state: each chunk's local end state;
-2. chunk by chunk (n_chunks steps): the true start state of every chunk,
-   h_in[c + 1] = exp(A * sum_{t in c} delta_t) * h_in[c] + local_end[c];
-3. all chunks at once, T steps from their true start states, reading out y_t = C_t . h_t.
+    h_t = exp(A (Dl_t - R)) * (exp(A R) h_0 + sum_{s <= t} exp(-A (Dl_s - R)) delta_s u_s B_s),
 
-Sequential depth is 2T + L/T instead of L, and no step holds more than
-(batch, dim, n_chunks, N) at once: the (batch, dim, L, N) state is never materialised.
-Inputs are laid out time-major first (a (batch, dim, L)-sized copy), so that every step
-reads contiguous slices; the read-out over N is a batched matrix-vector product.
-Under autograd, loops 1 and 3 run in checkpointed segments, so backward keeps the
-segment-start states and recomputes the steps inside a segment.
+so one chunk is an elementwise power, a cumulative sum over the chunk and a division, with no
+step loop. R is the middle of the chunk's Dl range, so both exponentials stay within
+exp(+-LIMIT); the chunk size is halved until they do (one host sync per call; T = 1 is always
+exact). The chunk start states h_0 come from one short loop over chunks on (batch, dim, N),
+and y_t = C_t . h_t is a batched matrix-vector product. All tensors are time-major,
+(batch, chunk, T, G, dim / G[, N]), so every step of the chunk is one contiguous slice.
+
+Chunks are processed in groups of at most GROUP_ELEMENTS state elements, so memory is bounded
+for any L; under autograd each group is checkpointed (backward keeps the group's start state
+and recomputes the group).
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ from torch.utils.checkpoint import checkpoint
 from ssmbench.errors import BadInput
 from ssmbench.ops.scan.ref import compute_dtype
 
-MAX_CHUNK = 128
-SEGMENT = 8
+MAX_CHUNK = 64
+# state elements (batch * dim * chunk steps * N) one group of chunks works on at once
+GROUP_ELEMENTS = 2**26
+# largest |exponent| inside a chunk, by compute dtype: exp(40) = 2.4e17 leaves fp32 room for
+# sums and gradients
+EXP_LIMIT = {torch.float32: 40.0, torch.float64: 300.0}
 
 
 def scan_shapes(
@@ -71,30 +75,71 @@ def scan_shapes(
 
 
 def default_chunk_size(L: int) -> int:
-    """Power of two near sqrt(L / 2), which minimises the 2T + L/T sequential steps."""
-    if L <= 2:
-        return 1
-    return max(1, min(MAX_CHUNK, 2 ** round(math.log2(math.sqrt(L / 2)))))
+    """Smallest power of two >= L, capped at MAX_CHUNK (64)."""
+    return min(MAX_CHUNK, 2 ** math.ceil(math.log2(max(L, 1))))
 
 
-def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, ...]], *args: Tensor) -> tuple[Tensor, ...]:
+def _chunks(x: Tensor, T: int) -> Tensor:
+    """(..., L) -> (..., n_chunks, T), the tail padded with zeros."""
+    n_chunks = max(1, -(-x.shape[-1] // T))
+    return F.pad(x, (0, n_chunks * T - x.shape[-1])).unflatten(-1, (n_chunks, T))
+
+
+@torch.no_grad()
+def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
+    """Largest of T, T/2, ..., 1 at which no chunk's exponent exceeds EXP_LIMIT.
+
+    dt: (batch, dim, L) step sizes; scale: (dim,) max_n |A|. Reads one number back to the host."""
+    limit = EXP_LIMIT.get(dt.dtype, EXP_LIMIT[torch.float32])
+    while T > 1:
+        cum = _chunks(dt, T).cumsum(-1)  # (b, dim, nc, T)
+        half_range = (cum.amax(-1) - cum.amin(-1)) * scale[:, None] / 2
+        if half_range.max().item() <= limit:
+            return T
+        T //= 2
+    return 1
+
+
+def _time_major(x: Tensor, batch: int, groups: int, T: int) -> Tensor:
+    """(batch, dim, L) -> (batch, n_chunks, T, G, dim / G), zero-padded along L."""
+    x = _chunks(x.reshape(batch, groups, -1, x.shape[-1]), T)  # (b, g, e, nc, T)
+    return x.permute(0, 3, 4, 1, 2).contiguous()
+
+
+def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple[Tensor, Tensor]:
     if torch.is_grad_enabled() and any(a.requires_grad for a in args):
         return checkpoint(fn, *args, use_reentrant=False)
     return fn(*args)
 
 
-def _time_major(x: Tensor, batch: int, groups: int, n_chunks: int, T: int, pad: int) -> Tensor:
-    """(batch, dim, L) -> (T, batch, G, n_chunks, dim / G), zero-padded: step t of every chunk
-    is one contiguous slice."""
-    x = F.pad(x, (0, pad)).view(batch, groups, -1, n_chunks, T)  # (b, g, e, nc, T)
-    return x.permute(4, 0, 1, 3, 2).contiguous()
+def _chunk_group(
+    h: Tensor,
+    expo: Tensor,
+    x: Tensor,
+    B: Tensor,
+    C: Tensor,
+    decay: Tensor,
+    end_scale: Tensor,
+    start_scale: Tensor,
+    base: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Scan a group of chunks from state h (b, g, e, N); returns y (b, nc, T, g, e) and the end state.
 
-
-def _time_major_bc(M: Tensor, batch: int, groups: int, n_chunks: int, T: int, pad: int) -> Tensor:
-    """B or C (batch, [G,] N, L) -> (T, batch, G, n_chunks, 1, N), zero-padded along L."""
-    M = F.pad(M.reshape(batch, groups, M.shape[-2], M.shape[-1]), (0, pad))
-    M = M.unflatten(-1, (n_chunks, T))  # (b, g, N, nc, T)
-    return M.permute(4, 0, 1, 3, 2).unsqueeze(4).contiguous()
+    expo, x: (b, nc, T, g, e), the exponent (Dl - R) * max_n|A| and delta * u; B, C: (b, nc, T, g, N);
+    decay, end_scale, start_scale: (b, nc, g, e, N), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R);
+    base: (g, e, N), exp(A / max_n|A|), so that base ** expo = exp(A (Dl - R)).
+    """
+    inv = torch.pow(base, -expo[..., None])  # (b, nc, T, g, e, N): exp(-A (Dl - R))
+    terms = inv * B[:, :, :, :, None] * x[..., None]  # (b, nc, T, g, e, N)
+    local_end = terms.sum(2) * end_scale  # (b, nc, g, e, N): each chunk's end state from zero
+    starts = []
+    for c in range(expo.shape[1]):
+        starts.append(h)
+        h = torch.addcmul(local_end[:, c], decay[:, c], h)
+    terms[:, :, 0] += torch.stack(starts, 1) * start_scale
+    states = terms.cumsum(2) / inv  # (b, nc, T, g, e, N)
+    y = torch.matmul(states, C[..., None]).squeeze(-1)  # (b, nc, T, g, e)
+    return y, h
 
 
 def selective_scan_chunked(
@@ -116,15 +161,13 @@ def selective_scan_chunked(
     u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, N, L) or (batch, G, N, L);
     D, delta_bias: (dim,). Computes in float32 (float64 when given float64). Returns out
     (batch, dim, L) in u's dtype, and with ``return_last_state`` the final state
-    (batch, dim, N) in the compute dtype. ``chunk_size``: T, default ``default_chunk_size(L)``.
+    (batch, dim, N) in the compute dtype. ``chunk_size``: the largest T to use, default
+    ``default_chunk_size(L)``; it is halved where a chunk's decay would leave EXP_LIMIT.
     """
     batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size is not None and chunk_size < 1:
         raise BadInput(f"chunk_size must be positive, got {chunk_size}")
     ct = compute_dtype(u, delta, A, B, C)
-    T = chunk_size or default_chunk_size(L)
-    n_chunks = max(1, -(-L // T))
-    pad = n_chunks * T - L
     e = dim // groups
 
     dt = delta.to(ct)
@@ -132,46 +175,38 @@ def selective_scan_chunked(
         dt = dt + delta_bias.to(ct)[None, :, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    # padded steps have delta = 0: decay 1 and no input, so the state passes through unchanged
-    dt_t = _time_major(dt, batch, groups, n_chunks, T, pad).unsqueeze(-1)  # (T, b, g, nc, e, 1)
-    dtu_t = dt_t * _time_major(u.to(ct), batch, groups, n_chunks, T, pad).unsqueeze(-1)
-    A5 = A.to(ct).view(1, groups, 1, e, N)
-    B_t = _time_major_bc(B.to(ct), batch, groups, n_chunks, T, pad)  # (T, b, g, nc, 1, N)
-    C_t = _time_major_bc(C.to(ct), batch, groups, n_chunks, T, pad)
+    A_c = A.to(ct)
+    # exp(A a) = base ** (a * scale) for any scale; scale = max_n |A| keeps base in [1/e, 1]
+    scale = A_c.detach().abs().amax(-1).clamp_min(torch.finfo(ct).tiny)  # (dim,)
+    T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L))
+    base = torch.exp(A_c / scale[:, None]).view(groups, e, N)
+    A_g = A_c.view(groups, e, N)
 
-    def steps(h: Tensor, t0: int, t1: int, read_out: bool) -> tuple[Tensor, ...]:
-        ys = []
-        for t in range(t0, t1):
-            dA = torch.exp(dt_t[t] * A5)  # (b, g, nc, e, N)
-            h = torch.addcmul(dtu_t[t] * B_t[t], dA, h)
-            if read_out:
-                ys.append(torch.matmul(h, C_t[t].transpose(-1, -2)))  # (b, g, nc, e, 1)
-        return (h, torch.cat(ys, -1)) if read_out else (h,)
+    dt_t = _time_major(dt, batch, groups, T)  # (b, nc, T, g, e)
+    x_t = dt_t * _time_major(u.to(ct), batch, groups, T)
+    B_t = _time_major(B.to(ct).reshape(batch, groups * N, L), batch, groups, T)  # (b, nc, T, g, N)
+    C_t = _time_major(C.to(ct).reshape(batch, groups * N, L), batch, groups, T)
+    cum = dt_t.cumsum(2)  # (b, nc, T, g, e)
+    # the reference point cancels exactly, so it carries no gradient
+    ref = ((cum.amax(2, keepdim=True) + cum.amin(2, keepdim=True)) / 2).detach()  # (b, nc, 1, g, e)
+    expo = (cum - ref) * scale.view(groups, e)
+    decay = torch.exp(cum[:, :, -1, :, :, None] * A_g)  # (b, nc, g, e, N)
+    end_scale = torch.exp((cum[:, :, -1] - ref[:, :, 0])[..., None] * A_g)
+    start_scale = torch.exp(ref[:, :, 0, :, :, None] * A_g)
 
-    # 1. local end state of every chunk, from a zero state
-    h_local = u.new_zeros(batch, groups, n_chunks, e, N, dtype=ct)
-    for t0 in range(0, T if n_chunks > 1 else 0, SEGMENT):
-        t1 = min(T, t0 + SEGMENT)
-        (h_local,) = _maybe_checkpoint(lambda h, t0=t0, t1=t1: steps(h, t0, t1, False), h_local)
-
-    # 2. carry the state across chunks
-    decay = torch.exp(dt_t[:, :, :, :-1].sum(0) * A5)  # (b, g, nc - 1, e, N)
+    n_chunks = dt_t.shape[1]
+    per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
     h = u.new_zeros(batch, groups, e, N, dtype=ct)
-    starts = [h]
-    for c in range(n_chunks - 1):
-        h = decay[:, :, c] * h + h_local[:, :, c]
-        starts.append(h)
-
-    # 3. every chunk again from its true start state, reading out y
-    h = torch.stack(starts, dim=2)  # (b, g, nc, e, N)
     ys = []
-    for t0 in range(0, T, SEGMENT):
-        t1 = min(T, t0 + SEGMENT)
-        h, y_seg = _maybe_checkpoint(lambda h, t0=t0, t1=t1: steps(h, t0, t1, True), h)
-        ys.append(y_seg)
-    y = torch.cat(ys, -1)  # (b, g, nc, e, T)
-    y = y.permute(0, 1, 3, 2, 4).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
-    last_state = h[:, :, -1].reshape(batch, dim, N)  # the last chunk's end state
+    for c0 in range(0, n_chunks, per_group):
+        sl = slice(c0, c0 + per_group)
+        y_g, h = _maybe_checkpoint(
+            _chunk_group, h, expo[:, sl], x_t[:, sl], B_t[:, sl], C_t[:, sl],
+            decay[:, sl], end_scale[:, sl], start_scale[:, sl], base,
+        )
+        ys.append(y_g)
+    y = torch.cat(ys, 1).reshape(batch, n_chunks * T, dim).transpose(1, 2)[..., :L]  # (b, dim, L)
+    last_state = h.reshape(batch, dim, N)
 
     if D is not None:
         y = y + u.to(ct) * D.to(ct)[None, :, None]
