@@ -120,6 +120,8 @@ def kernel_profile_command(
         help="torch CPU threads for a CPU run (default: the preset's; smoke uses 1).")] = None,
     rounds: Annotated[int | None, typer.Option(
         help="Passes over the sweep; each row's samples are spread over them (smoke: 8).")] = None,
+    cpu_clock: Annotated[str | None, typer.Option(
+        help="CPU samples: wall, or thread (the timing thread's CPU time; smoke's default).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random inputs.")] = 0,
     save_baseline: Annotated[Path | None, typer.Option(
         help="Also write the rows and all timing samples as a baseline JSON here.")] = None,
@@ -146,7 +148,7 @@ def kernel_profile_command(
     gate = None
     if compare is not None:
         chosen = {"--preset": preset, "--shape": shape, "--impl": impl, "--mode": mode, "--dtype": dtype,
-                  "--head-dim": head_dim, "--threads": threads, "--rounds": rounds}
+                  "--head-dim": head_dim, "--threads": threads, "--rounds": rounds, "--cpu-clock": cpu_clock}
         given = [k for k, v in chosen.items() if v]
         if given:
             raise BadInput(f"--compare reruns the baseline's rows; drop {', '.join(given)}")
@@ -170,6 +172,7 @@ def kernel_profile_command(
             min_reps=min_reps,
             threads=threads,
             rounds=rounds,
+            cpu_clock=cpu_clock,
             seed=seed,
         )
     progress = _progress(len(config.rows), config.timing.rounds)

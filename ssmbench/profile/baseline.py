@@ -80,7 +80,7 @@ def save_baseline(
         "timing": {
             "warmup_ms": timing.warmup_ms, "rep_ms": timing.rep_ms,
             "min_reps": timing.min_reps, "max_reps": timing.max_reps, "threads": timing.threads,
-            "rounds": timing.rounds,
+            "rounds": timing.rounds, "cpu_clock": timing.cpu_clock,
         },
         "seed": seed,
         "preset": preset,
@@ -173,6 +173,7 @@ def load_baseline(path: Path) -> Baseline:
             min_reps=int(timing["min_reps"]), max_reps=int(timing["max_reps"]),
             threads=int(timing["threads"]) if timing.get("threads") is not None else None,
             rounds=int(timing.get("rounds", 1)),
+            cpu_clock=str(timing.get("cpu_clock", "wall")),
         )
     except (KeyError, TypeError, ValueError):
         raise ResultsError(f"{where}: field 'timing' is incomplete") from None

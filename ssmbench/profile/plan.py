@@ -10,7 +10,7 @@ import torch
 from ssmbench.errors import BadInput
 from ssmbench.ops import available_backends
 from ssmbench.profile.baseline import Baseline
-from ssmbench.profile.presets import ATTENTION, PRESETS, Shape
+from ssmbench.profile.presets import ATTENTION, CPU_CLOCKS, PRESETS, Shape
 from ssmbench.profile.spec import (
     ProfileConfig,
     TimingConfig,
@@ -41,6 +41,7 @@ def plan(
     min_reps: int | None = None,
     threads: int | None = None,
     rounds: int | None = None,
+    cpu_clock: str | None = None,
     seed: int = 0,
 ) -> ProfileConfig:
     """Resolve a preset plus command-line overrides into the rows to measure.
@@ -64,6 +65,7 @@ def plan(
         max_reps=p.max_reps,
         threads=p.cpu_threads if threads is None else threads,
         rounds=p.rounds if rounds is None else rounds,
+        cpu_clock=p.cpu_clock if cpu_clock is None else cpu_clock,
     )
     check_timing(timing)
     return ProfileConfig(preset=p.name, device=str(device), rows=rows, timing=timing, seed=seed,
@@ -100,3 +102,7 @@ def check_timing(t: TimingConfig) -> None:
         raise BadInput(f"--threads must be >= 1, got {t.threads}")
     if t.rounds < 1:
         raise BadInput(f"--rounds must be >= 1, got {t.rounds}")
+    if t.cpu_clock not in CPU_CLOCKS:
+        raise BadInput(f"--cpu-clock {t.cpu_clock!r}: choose from {', '.join(CPU_CLOCKS)}")
+    if t.cpu_clock == "thread" and t.threads != 1:
+        raise BadInput("--cpu-clock thread needs --threads 1 (work on other threads would not be counted)")

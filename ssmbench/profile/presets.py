@@ -14,6 +14,7 @@ SCAN_IMPLS = ("ref", "chunked", "triton", "mamba_ssm")
 ATTENTION = "attention"
 IMPLS = (*SCAN_IMPLS, ATTENTION)
 MODES = ("fwd", "fwd_bwd", "step")
+CPU_CLOCKS = ("wall", "thread")
 # Which implementations have a kernel for each mode (chunked has no decode step).
 MODE_IMPLS = {
     "fwd": IMPLS,
@@ -33,7 +34,8 @@ class ProfilePreset:
 
     cpu_threads: torch threads for a CPU run (one thread is far steadier on a shared machine:
     a multi-threaded op stalls whenever one of its threads is descheduled). rounds: passes over
-    the sweep, each taking ``rep_ms`` / ``min_reps`` of samples per row.
+    the sweep, each taking ``rep_ms`` / ``min_reps`` of samples per row. cpu_clock: 'wall' or
+    'thread' (CPU time of the timing thread, see ``TimingConfig``).
     """
 
     name: str
@@ -50,6 +52,7 @@ class ProfilePreset:
     quick_ceilings: bool = False
     cpu_threads: int | None = None
     rounds: int = 1
+    cpu_clock: str = "wall"
 
 
 def _l_sweep(batch: int, dim: int, dstate: int, lengths: tuple[int, ...]) -> tuple[Shape, ...]:
@@ -81,6 +84,7 @@ PRESETS: dict[str, ProfilePreset] = {
             quick_ceilings=True,
             cpu_threads=1,
             rounds=8,
+            cpu_clock="thread",
         ),
         ProfilePreset(
             name="standard",

@@ -67,6 +67,8 @@ class TimingConfig:
 
     threads: torch CPU threads during a CPU run (None: leave torch's default). rounds: passes
     over the whole sweep; each pass takes ``rep_ms`` / ``min_reps`` worth of samples per row.
+    cpu_clock: what a CPU sample measures, 'wall' (time.perf_counter) or 'thread' (the timing
+    thread's CPU time, time.thread_time: other processes cannot inflate it; needs threads=1).
     """
 
     warmup_ms: float
@@ -75,6 +77,7 @@ class TimingConfig:
     max_reps: int
     threads: int | None = None
     rounds: int = 1
+    cpu_clock: str = "wall"
 
 
 @dataclass(frozen=True)

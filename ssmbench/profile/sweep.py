@@ -7,6 +7,7 @@ exception) is recorded with its status and the sweep goes on; rows are never dro
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ def measure_row(
             t = benchmark(
                 problem.run, device=device, warmup_ms=timing.warmup_ms, rep_ms=timing.rep_ms,
                 min_reps=timing.min_reps, max_reps=timing.max_reps,
+                cpu_clock=time.thread_time if timing.cpu_clock == "thread" else time.perf_counter,
             )
         result.samples_ms, result.round_sizes = t.samples_ms, (t.n,)
     except Exception as e:  # a failing impl is a row, not the end of the sweep

@@ -55,7 +55,8 @@ def test_smoke_folder_and_report(tmp_path):
     assert (ok["rel_err"] < 1e-4).all() and (ok["ms_p20"] <= ok["ms_p80"]).all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["kind"] == "kernel-profile" and manifest["ceilings"]["copy_gbps"] > 0
-    assert manifest["config"]["timing"]["threads"] == 1
+    timing = manifest["config"]["timing"]
+    assert timing["threads"] == 1 and timing["cpu_clock"] == "thread"
     # `ssmbench report` re-renders from the files alone
     again = tmp_path / "again"
     rep = invoke(["report", str(out), "--out", str(again)])
@@ -73,6 +74,8 @@ def test_smoke_folder_and_report(tmp_path):
     (["--preset", "huge"], "unknown preset"),
     (["--device", "tpu"], "unknown device"),
     (["--rep-ms", "0"], "--rep-ms"),
+    (["--threads", "2"], "--cpu-clock thread needs --threads 1"),
+    (["--cpu-clock", "sundial"], "choose from wall, thread"),
     (["--max-regression", "10%"], "need --compare"),
     (["--compare", "x.json", "--preset", "smoke"], "drop --preset"),
     (["--compare", "x.json", "--max-regression", "lots"], "expected a percentage"),
@@ -122,13 +125,18 @@ def test_unchanged_code_passes_repeatedly(tmp_path):
 
 
 def test_baseline_twice_as_fast_fails(tmp_path, monkeypatch):
-    """A kernel with a steady cost (a 4 ms sleep around the real one, so this machine's load
-    cannot hide the effect) against a baseline that says it took half that."""
+    """A kernel with a steady cost (4 ms of this thread's CPU time spent before the real one;
+    the smoke timing counts thread CPU time) against a baseline that says it took half that."""
     real = scan_mod._scan_impl
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
 
     def steady(name):
         fn = real(name)
-        return (lambda *a: (time.sleep(0.004), fn(*a))[1]) if name == "chunked" else fn
+        return (lambda *a: (spin(0.004), fn(*a))[1]) if name == "chunked" else fn
 
     monkeypatch.setattr(scan_mod, "_scan_impl", steady)
     rows = ["--shape", "1,16,24,4", "--impl", "chunked", "--mode", "fwd", "--rep-ms", "1", "--min-reps", "3",
