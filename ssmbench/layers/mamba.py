@@ -31,6 +31,7 @@ from ssmbench.ops import (
     selective_scan,
     selective_state_update,
 )
+from ssmbench.ops.decode_fused import conv_xproj, fused_decode_reason, norm_linear, ssm_update_xproj
 from ssmbench.ops.scan.counts import ScanShape, scan_flops
 
 
@@ -77,6 +78,12 @@ class Mamba(nn.Module):
         self.last_scan_backend: str | None = None
         self.last_step_backend: str | None = None
         self.last_conv_backend: str | None = None
+        # step_residual: the fused kernels when possible (False forces the unfused step); the
+        # in_proj/out_proj GEMVs on "cublas" (with PyTorch's norm and add) or "triton" (norm and
+        # residual add fused into them)
+        self.fused_decode = True
+        self.decode_gemv = "cublas"
+        self.last_decode_path: str | None = None
         # decode-time A = -exp(A_log) in fp32: (key of A_log's state, A_log's storage kept alive, A)
         self._decode_A: tuple[tuple[int, int, torch.device, torch.dtype], Tensor, Tensor] | None = None
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
@@ -237,6 +244,45 @@ class Mamba(nn.Module):
             backend=step_backend,
         )  # (B, d_inner)
         return F.linear(y, self.out_proj.weight)  # (B, d_model)
+
+    def fused_step_reason(self, x: Tensor, norm: nn.Module) -> str | None:
+        """Why ``step_residual`` cannot use the fused kernels for x (B, d_model), or None."""
+        if not self.fused_decode:
+            return "disabled"
+        if self._backend("step", x.device) != "triton":
+            return "step backend is not triton"
+        if not isinstance(norm, nn.LayerNorm) or norm.weight is None or norm.bias is None:
+            return "the norm is not an affine LayerNorm"
+        return fused_decode_reason(x)
+
+    def step_residual(self, x: Tensor, norm: nn.Module, state: MambaState) -> Tensor:
+        """x + step(norm(x)) for one token x (B, d_model); ``state`` updated in place.
+
+        With ``fused_step_reason`` None: the conv step is fused with x_proj, and the state update
+        with x_proj's sum and dt_proj (``ssmbench.ops.decode_fused``); ``decode_gemv`` "cublas"
+        runs the norm, in_proj, out_proj and the add in PyTorch around them (6 kernels), "triton"
+        folds the norm into in_proj and the add into out_proj (4 kernels). Otherwise the norm,
+        ``step`` and the add. ``last_decode_path`` says which ran."""
+        if self.fused_step_reason(x, norm) is not None:
+            self.last_decode_path = "unfused"
+            return x + self.step(norm(x), state)
+        self.last_step_backend = self.last_conv_backend = "triton"
+        triton_gemv = self.decode_gemv == "triton"
+        self.last_decode_path = "fused-triton-gemv" if triton_gemv else "fused-cublas-gemv"
+        if triton_gemv:
+            xz = norm_linear(x, self.in_proj.weight, norm.weight, norm.bias, norm.eps)  # (B, 2 * d_inner)
+        else:
+            xz = F.linear(norm(x), self.in_proj.weight)
+        xc, part = conv_xproj(
+            xz[:, : self.d_inner], state.conv, self.conv1d.weight[:, 0], self.conv1d.bias, self.x_proj.weight
+        )  # (B, d_inner), (S, B, R + 2N)
+        y = ssm_update_xproj(
+            part, self.dt_rank, self.dt_proj.weight, self.dt_proj.bias, state.ssm, xc,
+            xz[:, self.d_inner :], self.decode_A(), self.D,
+        )  # fmt: skip
+        if triton_gemv:
+            return norm_linear(y, self.out_proj.weight, residual=x)  # (B, d_model)
+        return x + F.linear(y, self.out_proj.weight)
 
     def flops_per_token(self, seq_len: int = 1) -> int:
         """Forward FLOPs per token: 2 per projection and conv weight, plus the scan's FLOPs

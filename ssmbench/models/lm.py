@@ -66,8 +66,10 @@ class Residual(nn.Module):
 
     def step(self, x: Tensor, state: Any, pos: int | Tensor) -> Tensor:
         """x: (B, D), one token."""
+        if self.kind == "mamba":
+            return self.layer.step_residual(x, self.norm, state)
         h = self.norm(x)
-        if self.kind in ("attn", "mamba"):
+        if self.kind == "attn":
             return x + self.layer.step(h, state, pos)
         if self.kind == "moe":
             return x + self.layer(h[:, None], drop_tokens=False)[0][:, 0]
@@ -173,6 +175,8 @@ class LM(nn.Module):
                     paths["step_backend"] = layer.last_step_backend
                 if layer.last_conv_backend:
                     paths["conv_step_backend"] = layer.last_conv_backend
+                if layer.last_decode_path:
+                    paths["mamba_decode"] = layer.last_decode_path
             elif isinstance(layer, SwitchMoE) and layer.last_dispatch:
                 paths["moe_dispatch"] = layer.last_dispatch
         return paths
