@@ -89,11 +89,14 @@ def _chunks(x: Tensor, T: int) -> Tensor:
 def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
     """Largest of T, T/2, ..., 1 at which no chunk's exponent exceeds EXP_LIMIT.
 
-    dt: (batch, dim, L) step sizes; scale: (dim,) max_n |A|. Reads one number back to the host."""
+    dt: (batch, dim, L) step sizes; scale: (dim,) max_n |A|. Reads one number back to the host.
+    Bounds half the range of Dl in a chunk by half the sum of |delta| after its first step (no
+    cumsum: torch's innermost-dim scan took 9.1 ms at (8, 1536, 2048) on the H100)."""
     limit = EXP_LIMIT.get(dt.dtype, EXP_LIMIT[torch.float32])
+    dt = dt.abs()
     while T > 1:
-        cum = _chunks(dt, T).cumsum(-1)  # (b, dim, nc, T)
-        half_range = (cum.amax(-1) - cum.amin(-1)) * scale[:, None] / 2
+        steps = _chunks(dt, T)  # (b, dim, nc, T)
+        half_range = (steps.sum(-1) - steps[..., 0]) * scale[:, None] / 2
         if half_range.max().item() <= limit:
             return T
         T //= 2
