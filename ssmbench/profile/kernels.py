@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from ssmbench.profile.baseline import Baseline, save_baseline
 from ssmbench.profile.regression import GateRow, GateRule, compare, exit_code, gate_records, normalize_scale
 from ssmbench.profile.spec import ProfileConfig, RowSpec
 from ssmbench.profile.summary import build_summary
-from ssmbench.profile.sweep import RowResult, measure_rounds, metrics_row, run_sweep
+from ssmbench.profile.sweep import RowResult, SweepInterrupted, metrics_row, run_sweep
 from ssmbench.report.kernel_profile import render
 from ssmbench.report.run import RunFolder, atomic_write_json, atomic_write_text, load_run
 
@@ -36,14 +35,15 @@ GATE_CSV = "gate.csv"
 
 @dataclass(frozen=True)
 class GateOptions:
-    """Compare against ``baseline``; rows flagged REGRESSED are re-measured ``retries`` times,
-    each after a pause of ``retry_wait_s`` (a regression persists, a burst of load passes)."""
+    """Compare against ``baseline``; rows flagged REGRESSED are re-measured ``retries`` times, with
+    a pause of ``retry_pause_s`` before each round, so the rounds of a re-measurement fall in
+    different moments of the machine's load (a regression persists, a burst of load passes)."""
 
     baseline: Baseline
     rule: GateRule
     retries: int = 2
     allow_device_mismatch: bool = False
-    retry_wait_s: float = 1.0
+    retry_pause_s: float = 0.25
 
 
 @dataclass
@@ -78,21 +78,23 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def _rerun_regressed(
     results: list[RowResult], config: ProfileConfig, device: torch.device, gate: GateOptions, scale: float,
-) -> tuple[list[GateRow], dict[str, int]]:
-    """Compare; re-measure REGRESSED rows up to ``gate.retries`` times, keeping the newest samples."""
+) -> list[GateRow]:
+    """Compare; re-measure REGRESSED rows up to ``gate.retries`` times (all rounds, a pause before
+    each), keeping the newest samples: a row stays REGRESSED only if every attempt regresses."""
     attempts = {r.spec.row_id: 1 for r in results}
     rows = compare(gate.baseline, results, gate.rule, scale, attempts)
     for _ in range(gate.retries):
-        flagged = {g.row_id for g in rows if g.verdict == "REGRESSED"}
+        regressed = {g.row_id for g in rows if g.verdict == "REGRESSED"}
+        flagged = [r.spec for r in results if r.spec.row_id in regressed]
         if not flagged:
             break
-        time.sleep(gate.retry_wait_s)
-        for i, r in enumerate(results):
-            if r.spec.row_id in flagged:
-                results[i] = measure_rounds(r.spec, device, config.timing, config.seed)
-                attempts[r.spec.row_id] += 1
+        fresh = {r.spec.row_id: r for r in run_sweep(flagged, device, config.timing, config.seed,
+                                                     pause_s=gate.retry_pause_s)}
+        results[:] = [fresh.get(r.spec.row_id, r) for r in results]
+        for rid in fresh:
+            attempts[rid] += 1
         rows = compare(gate.baseline, results, gate.rule, scale, attempts)
-    return rows, attempts
+    return rows
 
 
 def _gate_frame(rows: list[GateRow], specs: dict[str, RowSpec]) -> pd.DataFrame:
@@ -141,17 +143,23 @@ def _run(
             "baseline_device_kind": gate.baseline.device_kind,
             "rule": asdict(gate.rule) | {"test": "Mann-Whitney U, one-sided"},
             "retries": gate.retries,
-            "retry_wait_s": gate.retry_wait_s,
+            "retry_pause_s": gate.retry_pause_s,
         }
     folder.write_manifest(
         config=config.to_dict(), seed=config.seed, environment=env, ceilings=ceilings.to_dict(),
         command_line=command_line, extra={"device_kind": kind, "gate": gate_cfg},
     )
-    results = run_sweep(config.rows, device, config.timing, config.seed, on_row)
+    interrupted: SweepInterrupted | None = None
+    try:
+        results = run_sweep(config.rows, device, config.timing, config.seed, on_row)
+    except SweepInterrupted as e:
+        # Ctrl-C: write every row measured so far (no gate on a partial sweep), then stop.
+        interrupted, results, gate = e, e.results, None
+        folder.update_manifest(interrupted=str(e))
     gate_rows = None
     if gate is not None:
         scale = normalize_scale(gate.rule, gate.baseline.ceilings, ceilings.to_dict())
-        gate_rows, _ = _rerun_regressed(results, config, device, gate, scale)
+        gate_rows = _rerun_regressed(results, config, device, gate, scale)
         specs = {r.spec.row_id: r.spec for r in results}
         atomic_write_text(folder.path / GATE_CSV, _gate_frame(gate_rows, specs).to_csv(index=False))
     metrics = pd.DataFrame([metrics_row(r, ceilings) for r in results])
@@ -167,12 +175,14 @@ def _run(
         summary["gate"] = _gate_summary(gate_rows, gate)
     atomic_write_json(folder.path / "summary.json", summary)
     saved = None
-    if save_baseline_to is not None:
+    if save_baseline_to is not None and interrupted is None:  # never a baseline of a partial sweep
         saved = save_baseline(
             save_baseline_to, results, environment=env, device_kind=kind, ceilings=ceilings.to_dict(),
             timing=config.timing, seed=config.seed, preset=config.preset,
         )
     written = render(load_run(folder.path), folder.path)
+    if interrupted is not None:
+        raise interrupted
     return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved, written)
 
 

@@ -44,6 +44,15 @@ class RowResult:
         return self.status == "ok"
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep. ``results`` holds every row measured so far (in a later round,
+    every row, with the samples of the rounds finished)."""
+
+    def __init__(self, results: list[RowResult], where: str) -> None:
+        super().__init__(f"interrupted {where}: {len(results)} row(s) measured")
+        self.results = results
+
+
 def row_seed(spec: RowSpec, seed: int) -> int:
     """A per-row seed, stable across runs and processes (a baseline rerun gets the same inputs)."""
     return (zlib.crc32(spec.row_id.encode()) + 7919 * seed) % (1 << 31)
@@ -146,14 +155,6 @@ def add_round(result: RowResult, device: torch.device, timing: TimingConfig, see
         result.status, result.samples_ms, result.round_sizes = more.status, (), ()
 
 
-def measure_rounds(spec: RowSpec, device: torch.device, timing: TimingConfig, seed: int = 0) -> RowResult:
-    """All ``timing.rounds`` rounds of one row back to back (used to re-measure a single row)."""
-    result = measure_row(spec, device, timing, seed)
-    for _ in range(timing.rounds - 1):
-        add_round(result, device, timing, seed)
-    return result
-
-
 def row_counts(spec: RowSpec) -> tuple[int, int]:
     """(FLOPs, minimum bytes) of one call of ``spec``."""
     if spec.is_attention:
@@ -202,18 +203,24 @@ def run_sweep(
     timing: TimingConfig,
     seed: int = 0,
     on_row: Callable[[RowResult, int], None] | None = None,
+    pause_s: float = 0.0,
 ) -> list[RowResult]:
     """Measure every row, in ``timing.rounds`` passes over the whole sweep, so that each row's
-    samples span the run and not one moment of a machine's load. ``on_row(result, round)`` is
-    called after each row of each pass (for progress output)."""
-    results = []
-    for spec in rows:
-        results.append(measure_row(spec, device, timing, seed))
-        if on_row is not None:
-            on_row(results[-1], 0)
-    for rnd in range(1, timing.rounds):
-        for r in results:
-            add_round(r, device, timing, seed)
-            if on_row is not None:
-                on_row(r, rnd)
+    samples span the run and not one moment of a machine's load; ``pause_s`` seconds of sleep
+    before each pass. ``on_row(result, round)`` is called after each row of each pass."""
+    results: list[RowResult] = []
+    rnd = 0
+    try:
+        for rnd in range(timing.rounds):
+            if pause_s > 0:
+                time.sleep(pause_s)
+            for i, spec in enumerate(rows):
+                if rnd == 0:
+                    results.append(measure_row(spec, device, timing, seed))
+                else:
+                    add_round(results[i], device, timing, seed)
+                if on_row is not None:
+                    on_row(results[i], rnd)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(results, f"in round {rnd + 1} of {timing.rounds}") from None
     return results

@@ -64,6 +64,29 @@ def test_smoke_folder_and_report(tmp_path):
     assert (again / "roofline.png").stat().st_size > 1000 and "## Rows" in (again / "summary.md").read_text()
 
 
+def test_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
+    import ssmbench.profile.sweep as sweep_mod
+
+    real, calls = sweep_mod.measure_row, []
+
+    def stop_at_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "measure_row", stop_at_third)
+    out = tmp_path / "run"
+    result = invoke(["kernel-profile", "--shape", "1,16,16,4", "--impl", "ref,attention", "--mode",
+                     "fwd,step", "--rounds", "1", "--rep-ms", "1", "--out", str(out),
+                     "--save-baseline", str(tmp_path / "b.json")])
+    assert result.exit_code == 130
+    assert list(pd.read_csv(out / "metrics.csv")["row_id"]) == ["ref/fwd/1x16x16x4/float32",
+                                                                 "attention/fwd/1x16x16x4/float32/hd16"]
+    assert "interrupted in round 1" in json.loads((out / "manifest.json").read_text())["interrupted"]
+    assert not (tmp_path / "b.json").exists()
+
+
 @pytest.mark.parametrize("args, text", [
     (["--impl", "nope"], "unknown impl"),
     (["--shape", "1,2,3"], "expected four integers"),
