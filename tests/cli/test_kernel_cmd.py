@@ -132,14 +132,20 @@ def test_baseline_file_has_samples(baseline):
 
 
 def test_unchanged_code_passes_repeatedly(tmp_path):
-    """False positives: five reruns against a baseline taken moments before, default threshold."""
+    """False positives: five reruns against a baseline taken moments before, default threshold.
+
+    This five-row sweep lasts well under a second, so its 8 rounds fall in one or two of the
+    0.1-0.3 s windows in which this kind of shared VM runs ~2x slow or fast; four re-measurements
+    (each spreading its rounds over 2 s) instead of the default two let a flagged row meet a
+    normal window. The full smoke preset's rate with the defaults is measured by
+    benchmarks/gate_false_positive.py (docs/regression-gate.md)."""
     baseline = tmp_path / "now.json"
     result = invoke(["kernel-profile", *GATE_ROWS, "--out", str(tmp_path / "base"), "--save-baseline",
                      str(baseline)])
     assert result.exit_code == 0, result.output
     failing = []
     for i in range(5):
-        result = gate(baseline, tmp_path / str(i), "--json")
+        result = gate(baseline, tmp_path / str(i), "--json", "--retries", "4")
         assert result.exit_code in (0, 1), result.output
         data = json.loads(result.stdout)
         failing += [(i, g["row_id"], g["ratio"]) for g in data["gate"] if g["verdict"] in ("REGRESSED",
