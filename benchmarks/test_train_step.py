@@ -1,17 +1,21 @@
 """pytest-benchmark suite: one training step (forward, backward, AdamW) of each five-way model.
 
-The models are the 'smoke' zoo preset (Transformer, Mamba, Mamba-MLP, MoE, MoE-Mamba); the
-loss is the model's cross-entropy plus its MoE load-balancing loss, as in training.
+The five-way zoo (Transformer, Mamba, Mamba-MLP, MoE, MoE-Mamba): on CUDA at the 'paper-v1' size
+(d_model 512, GPT-2 vocabulary) with one micro-batch of the paper-v1 training preset (64 x 256
+tokens, bf16 autocast, as `train-compare` runs it); on CPU the 'smoke' preset. SSMBENCH_BENCH_PRESET
+overrides the preset. The loss is the model's cross-entropy plus its MoE load-balancing loss.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-PRESET = "smoke"
-BATCH, SEQ = (8, 128) if DEVICE.type == "cuda" else (2, 64)
+PRESET = os.environ.get("SSMBENCH_BENCH_PRESET", "paper-v1" if DEVICE.type == "cuda" else "smoke")
+BATCH, SEQ = (64, 256) if DEVICE.type == "cuda" else (2, 64)
 
 
 def _model_set():
@@ -43,7 +47,8 @@ def test_train_step(benchmark, synced, name):
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out = model(x, y)
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=DEVICE.type == "cuda"):
+            out = model(x, y)
         (out.loss + out.aux_loss).backward()
         opt.step()
 

@@ -46,9 +46,13 @@ gen)
      --batch-sizes 1,8,64 --verify --device cuda --out "$R/gen-speed-paper"
   ;;
 bench)
-  ss train-compare --preset bytes-small --device cuda --out "$R/train-compare-bytes-small"
-  python3 -m pytest benchmarks -q --benchmark-only --benchmark-json="$R/benchmarks.json" \
-     -k "train_step" 2>&1 | tail -40
+  python3 -m pytest benchmarks/test_train_step.py -q --benchmark-only \
+     --benchmark-json="$R/train-step-paper-v1.json" --benchmark-columns=min,median,iqr,rounds 2>&1 | tail -15
+  ss gen-speed --preset gen-paper --models mambabyte-972m --batch-sizes 1,8,64 --verify --device cuda \
+     --out "$R/gen-speed-mambabyte-fused"
+  timeout -s INT "${TC_LIMIT:-300}" python3 -m ssmbench train-compare --preset bytes-small --device cuda \
+     --out "$R/train-compare-bytes-small"
+  echo "[exit $? : train-compare bytes-small]"
   ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac
