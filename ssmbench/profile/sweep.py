@@ -10,7 +10,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -37,7 +37,6 @@ class RowResult:
     round_sizes: tuple[int, ...] = ()
     rel_err: float = math.nan
     rel_err_on: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
