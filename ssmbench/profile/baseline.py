@@ -68,8 +68,10 @@ def save_baseline(
     timing: TimingConfig,
     seed: int,
     preset: str | None,
+    interrupted: str | None = None,
 ) -> Path:
-    """Write ``results`` as a baseline JSON at ``path`` (atomically)."""
+    """Write ``results`` as a baseline JSON at ``path`` (atomically). ``interrupted`` (a sweep
+    cut short) is recorded: the baseline then holds only the rows that were measured."""
     doc = {
         "format": BASELINE_FORMAT,
         "schema_version": BASELINE_SCHEMA_VERSION,
@@ -84,6 +86,7 @@ def save_baseline(
         },
         "seed": seed,
         "preset": preset,
+        "interrupted": interrupted,
         "rows": [
             {
                 "row_id": r.spec.row_id,

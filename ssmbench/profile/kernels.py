@@ -175,10 +175,12 @@ def _run(
         summary["gate"] = _gate_summary(gate_rows, gate)
     atomic_write_json(folder.path / "summary.json", summary)
     saved = None
-    if save_baseline_to is not None and interrupted is None:  # never a baseline of a partial sweep
+    if save_baseline_to is not None:
+        # A sweep cut short still gives a baseline: of the rows it measured, and it says so.
         saved = save_baseline(
             save_baseline_to, results, environment=env, device_kind=kind, ceilings=ceilings.to_dict(),
             timing=config.timing, seed=config.seed, preset=config.preset,
+            interrupted=str(interrupted) if interrupted is not None else None,
         )
     written = render(load_run(folder.path), folder.path)
     if interrupted is not None:
