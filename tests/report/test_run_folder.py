@@ -49,3 +49,14 @@ def test_load_run_missing(tmp_path):
     with pytest.raises(ResultsError, match="no results folder"):
         load_run(tmp_path / "nope")
     pd.DataFrame()
+
+
+def test_atomic_write_uses_normal_file_mode(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "m.txt"
+    atomic_write_text(target, "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
