@@ -16,11 +16,7 @@ COMMAND_MODULES = (
 )
 
 for _name in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"ssmbench.cli.{_name}")
-    except ModuleNotFoundError as _e:  # a command module not written yet
-        if _e.name != f"ssmbench.cli.{_name}":
-            raise
+    importlib.import_module(f"ssmbench.cli.{_name}")
 
 
 def main() -> None:
