@@ -92,7 +92,9 @@ def resolve_backend(backend: str, device: torch.device | str, op: str = "scan") 
     return backend
 
 
-def _scan_impl(name: str) -> Callable[..., object]:
+def scan_impl(name: str) -> Callable[..., object]:
+    """The function of concrete scan backend ``name`` (from ``resolve_backend``), for callers that
+    resolve once and call many times (timing loops), with selective_scan's positional arguments."""
     if name == "ref":
         from ssmbench.ops.scan.ref import selective_scan_ref
 
@@ -110,7 +112,8 @@ def _scan_impl(name: str) -> Callable[..., object]:
     return selective_scan_fn
 
 
-def _step_impl(name: str) -> Callable[..., object]:
+def step_impl(name: str) -> Callable[..., object]:
+    """The function of concrete decode-step backend ``name`` (from ``resolve_backend``)."""
     if name == "ref":
         from ssmbench.ops.scan.step import selective_state_update_ref
 
@@ -156,7 +159,7 @@ def selective_scan(
     out = y * silu(z). Returns out (batch, dim, L), or (out, last_state (batch, dim, N)).
     """
     name = resolve_backend(backend, u.device, "scan")
-    fn = _scan_impl(name)
+    fn = scan_impl(name)
     return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
@@ -180,7 +183,7 @@ def selective_state_update(
     (batch, G, N); D, dt_bias: (dim,). Returns out (batch, dim).
     """
     name = resolve_backend(backend, x.device, "step")
-    fn = _step_impl(name)
+    fn = step_impl(name)
     return fn(state, x, dt, A, B, C, D=D, z=z, dt_bias=dt_bias, dt_softplus=dt_softplus)
 
 
@@ -205,6 +208,8 @@ def causal_conv1d_update(
 
 
 __all__ = [
+    "scan_impl",
+    "step_impl",
     "CONV_BACKENDS",
     "OP_BACKENDS",
     "SCAN_BACKENDS",

@@ -14,7 +14,7 @@ from torch import Tensor
 
 # The public ops dispatch (resolve_backend) inspects the installed packages on every call,
 # which would be timed with the kernel: resolve once, then call the backend directly.
-from ssmbench.ops import _scan_impl, _step_impl, resolve_backend
+from ssmbench.ops import resolve_backend, scan_impl, step_impl
 from ssmbench.ops.scan.counts import ScanShape
 from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.scan.step import selective_state_update_ref
@@ -84,10 +84,10 @@ def scan_problem(spec: RowSpec, device: torch.device, seed: int) -> Problem:
     backend = resolve_backend(spec.impl, device, op)
     if spec.mode == "step":
         x = step_inputs(spec, device, seed)
-        fn = _step_impl(backend)
+        fn = step_impl(backend)
         state = x["state"]
         return Problem(run=lambda: _step_call(fn, state, x), backend=backend)
-    fn = _scan_impl(backend)
+    fn = scan_impl(backend)
     grad = spec.mode == "fwd_bwd"
     x = scan_inputs(spec, device, seed, grad)
     if not grad:
@@ -125,13 +125,13 @@ def scan_rel_err(spec: RowSpec, device: torch.device, seed: int, backend: str) -
     if spec.mode == "step":
         x = step_inputs(spec, device, seed)
         state, ref_state = x["state"].clone(), x["state"].clone()
-        out = _step_call(_step_impl(backend), state, x)
+        out = _step_call(step_impl(backend), state, x)
         ref = _step_call(selective_state_update_ref, ref_state, {k: v.float() for k, v in x.items()})
         return max_rel_err([(out, ref), (state, ref_state)])
     grad = spec.mode == "fwd_bwd"
     x = scan_inputs(spec, device, seed, grad)
     x_ref = {k: v.detach().float().requires_grad_(grad) for k, v in x.items()}
-    out = _scan_call(_scan_impl(backend), x)
+    out = _scan_call(scan_impl(backend), x)
     ref = _scan_call(selective_scan_ref, x_ref)
     if not grad:
         return max_rel_err([(out, ref)])

@@ -157,7 +157,7 @@ def test_unchanged_code_passes_repeatedly(tmp_path):
 def test_baseline_twice_as_fast_fails(tmp_path, monkeypatch):
     """A kernel with a steady cost (4 ms of this thread's CPU time spent before the real one;
     the smoke timing counts thread CPU time) against a baseline that says it took half that."""
-    real = scan_mod._scan_impl
+    real = scan_mod.scan_impl
 
     def spin(seconds: float) -> None:
         end = time.thread_time() + seconds
@@ -168,7 +168,7 @@ def test_baseline_twice_as_fast_fails(tmp_path, monkeypatch):
         fn = real(name)
         return (lambda *a: (spin(0.004), fn(*a))[1]) if name == "chunked" else fn
 
-    monkeypatch.setattr(scan_mod, "_scan_impl", steady)
+    monkeypatch.setattr(scan_mod, "scan_impl", steady)
     rows = ["--shape", "1,16,24,4", "--impl", "chunked", "--mode", "fwd", "--rep-ms", "1", "--min-reps", "3",
             "--rounds", "4"]
     saved = tmp_path / "real.json"
@@ -188,12 +188,12 @@ def test_baseline_twice_as_fast_fails(tmp_path, monkeypatch):
 
 
 def test_incorrect_kernel_fails_the_gate(baseline, tmp_path, monkeypatch):
-    real = scan_mod._scan_impl
+    real = scan_mod.scan_impl
 
     def wrong(name):
         return (lambda *a: selective_scan_ref(*a) * 2) if name == "chunked" else real(name)
 
-    monkeypatch.setattr(scan_mod, "_scan_impl", wrong)
+    monkeypatch.setattr(scan_mod, "scan_impl", wrong)
     result = gate(baseline, tmp_path, "--json")
     assert result.exit_code == 1
     verdicts = {g["row_id"]: g["verdict"] for g in json.loads(result.stdout)["gate"]}

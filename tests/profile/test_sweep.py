@@ -103,7 +103,7 @@ def test_ref_too_slow_for_full_shape_is_checked_on_a_smaller_one(monkeypatch):
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
-    real = scan_mod._scan_impl
+    real = scan_mod.scan_impl
 
     def broken(name):
         if name != "chunked":
@@ -114,7 +114,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
 
         return fn
 
-    monkeypatch.setattr(scan_mod, "_scan_impl", broken)
+    monkeypatch.setattr(scan_mod, "scan_impl", broken)
     rows = [spec("chunked", "fwd"), spec("ref", "fwd")]
     results = run_sweep(rows, CPU, FAST)
     assert results[0].status == "error: RuntimeError: kernel exploded" and not results[0].samples_ms
@@ -126,7 +126,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
 
         return fn
 
-    monkeypatch.setattr(scan_mod, "_scan_impl", oom)
+    monkeypatch.setattr(scan_mod, "scan_impl", oom)
     assert measure_row(spec("chunked", "fwd"), CPU, FAST).status == "oom"
 
 
@@ -134,7 +134,7 @@ def test_wrong_output_is_incorrect_not_a_speedup(monkeypatch):
     def wrong(name):
         return lambda *args: selective_scan_ref(*args) * 1.5
 
-    monkeypatch.setattr(scan_mod, "_scan_impl", wrong)
+    monkeypatch.setattr(scan_mod, "scan_impl", wrong)
     r = measure_row(spec("chunked", "fwd"), CPU, FAST)
     assert r.status == "incorrect" and r.rel_err == pytest.approx(0.5, rel=1e-3)
     ref = measure_row(spec("ref", "fwd"), CPU, FAST)
