@@ -97,9 +97,11 @@ def plot_latency(df: pd.DataFrame) -> Any:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labels.setdefault(label, handle)
     fig.suptitle("kernel latency against sequence length (median, p20-p80 bars)")
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout()
     if labels:
-        fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=min(4, len(labels)), fontsize=7)
+        # below the axes (saved with bbox_inches="tight"), so it never covers the x labels
+        fig.legend(labels.values(), labels.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(4, len(labels)), fontsize=7)
     return fig
 
 
