@@ -33,3 +33,12 @@ def shared_text_path() -> str:
     if not os.path.isfile(SHARED_TEXT):
         pytest.skip("../shared/data/tinyshakespeare.txt not present")
     return SHARED_TEXT
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tiny shapes are faster so (much faster on a shared, busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

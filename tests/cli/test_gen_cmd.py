@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ssmbench.cli import app
@@ -16,12 +15,7 @@ runner = CliRunner()
 FAST = ["--gen-len", "20", "--prompt-len", "5", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_verify_smoke_preset_passes_for_every_model(tmp_path) -> None:

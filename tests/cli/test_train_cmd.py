@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ssmbench.cli import app
@@ -15,13 +14,7 @@ from ssmbench.train import compare
 TINY = ["--preset", "smoke", "--steps", "4", "--batch-size", "2", "--seq-len", "16", "--eval-interval", "2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny shapes run faster on one thread (and much faster on a shared, busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
