@@ -50,10 +50,17 @@ def _mamba_ssm_reason(device: torch.device) -> str | None:
     return None
 
 
+def _backend_names(op: str) -> tuple[str, ...]:
+    """The backends of ``op``; an unknown op is a programming error, not a silent default."""
+    if op not in OP_BACKENDS:
+        raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OP_BACKENDS)}")
+    return OP_BACKENDS[op]
+
+
 def backend_status(device: torch.device | str, op: str = "scan") -> dict[str, str | None]:
     """For each backend of ``op`` ('scan', 'step' or 'conv'): None when usable, else why not."""
     device = torch.device(device)
-    names = OP_BACKENDS.get(op, STEP_BACKENDS)
+    names = _backend_names(op)
     status: dict[str, str | None] = {}
     for name in names:
         if name in ("ref", "chunked"):
@@ -77,7 +84,7 @@ def resolve_backend(backend: str, device: torch.device | str, op: str = "scan") 
     ref on CPU for the step and the conv step (the interpreter is for correctness, not speed).
     """
     device = torch.device(device)
-    names = OP_BACKENDS.get(op, STEP_BACKENDS)
+    names = _backend_names(op)
     status = backend_status(device, op)
     if backend == "auto":
         if device.type == "cuda":
