@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# One device call = one stage. Usage (on the GPU machine, from the repo root):
-#   bash benchmarks/gpu/session.sh STAGE
-# Stages: kernels | train | gen | bench. Results go under $OUT (tarred: the device tool brings
-# back at most 8 files) and the log to $OUT/STAGE.log.
+# One device call runs one or more stages. Usage (on the GPU machine, from the repo root):
+#   bash benchmarks/gpu/session.sh STAGE [STAGE...]
+# Stages: kernels | variants | gate | tests | train | gen | bench. Results go under $OUT (tarred:
+# the device tool brings back at most 8 files) and the log to $OUT/session.log.
 set -uo pipefail
-stage=${1:?stage}
+: "${1:?stage}"
 : "${OUT:=/tmp/out}"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 R=/tmp/results; mkdir -p "$R" "$OUT"
-log=$OUT/$stage.log
-exec > >(tee -a "$log") 2>&1
+exec > >(tee -a "$OUT/session.log") 2>&1
 ss() { python3 -m ssmbench "$@"; echo "[exit $? : ssmbench $*]"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
 python3 -m ssmbench env --json > "$OUT/env.json"
 
+for stage in "$@"; do
+echo "==== stage $stage"
 case $stage in
 kernels)
   # mamba_ssm's scan extension builds on the CPU cores while nothing else runs on the GPU.
@@ -34,9 +35,19 @@ kernels)
   ss kernel-profile --shape 8,1536,2048,16 --impl ref --mode fwd --dtype bf16 --device cuda \
      --out "$R/kernel-profile-ref"
   ;;
+variants)
+  # Where the Triton backward's time goes (variants and launch shapes, side by side).
+  python3 benchmarks/gpu/bwd_variants.py --json "$R/bwd-variants.json"
+  ;;
 gate)
-  # The gate against the baseline of the kernels stage (carried back in as $BASELINE).
-  ss kernel-profile --compare "${BASELINE:?}" --device cuda --out "$R/gate-h100"
+  # The --compare gate end to end: fresh baseline passes, a 2x-too-fast baseline fails.
+  R=$R/gate bash benchmarks/gpu/gate_check.sh
+  ;;
+tests)
+  # The CUDA-only unit tests, and the pytest-benchmark kernel suite on CUDA.
+  python3 -m pytest tests/generate/test_decode.py tests/layers/test_mamba_decode_fused.py -q -rs 2>&1 | tail -5
+  timeout -s INT 240 python3 -m pytest benchmarks/test_scan_kernels.py -q --benchmark-only \
+     --benchmark-json="$R/scan-kernels-cuda.json" --benchmark-columns=min,median,iqr,rounds 2>&1 | tail -40
   ;;
 train)
   ss train-compare --preset small --device cuda --out "$R/train-compare-small"
@@ -56,5 +67,6 @@ bench)
   ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac
-tar czf "$OUT/results-$stage.tgz" -C "$R" .
+done
+tar czf "$OUT/results.tgz" --exclude=checkpoints -C "$R" .
 ls -la "$OUT"

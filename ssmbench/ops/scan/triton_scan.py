@@ -77,10 +77,10 @@ def _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l, L, HAS_Z: tl.co
 @triton.jit
 def selective_scan_fwd_kernel(
     u, delta, A, B, C, D, z, delta_bias,
-    out, last_state, states,
+    out, last_state, states, ygate,
     L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS, N_STATES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    SAVE_STATES: tl.constexpr, STATE_EVERY: tl.constexpr, STORE_LAST: tl.constexpr,
+    SAVE_STATES: tl.constexpr, STATE_EVERY: tl.constexpr, STORE_LAST: tl.constexpr, SAVE_Y: tl.constexpr,
     ACC: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
@@ -142,6 +142,9 @@ def selective_scan_fwd_kernel(
         if HAS_D:
             b_y += b_u * b_D[None, :]
         if HAS_Z:
+            if SAVE_Y:
+                # the backward's dz needs y before the gate (saved like mamba_ssm's `out`)
+                tl.store(ygate + p_x, b_y.to(ygate.dtype.element_ty), mask=m_ld)
             b_y *= b_z * tl.sigmoid(b_z)
         tl.store(out + p_x, b_y.to(out.dtype.element_ty), mask=m_ld)
     if STORE_LAST:
@@ -175,7 +178,7 @@ def _load_bwd_block(
 
 @triton.jit
 def selective_scan_bwd_kernel(
-    u, delta, A, B, C, D, z, delta_bias, states, dout, dlast,
+    u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dlast,
     du, ddelta, dz, dA_part, dB, dC, dD_part, dbias_part,
     L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -196,6 +199,9 @@ def selective_scan_bwd_kernel(
     r_bc = ((i_b * N_GROUPS + i_g) * N + o_n).to(tl.int64) * L
     r_s = (i_b * DIM + o_d).to(tl.int64) * N_BLOCKS * N
     p_nd = (i_b * DIM + o_d)[None, :] * N + o_n[:, None]
+    # dB, dC accumulate as (batch, G, L, N): the lanes of one atomic instruction, which run
+    # over N, then hit neighbouring addresses instead of rows L apart
+    r_dbc = (i_b * N_GROUPS + i_g).to(tl.int64) * L * N + o_n
 
     b_A = tl.load(A + o_d[None, :] * N + o_n[:, None], mask=m_nd, other=0).to(ACC)  # (BN, BD)
     b_A2 = b_A * LOG2E
@@ -258,13 +264,11 @@ def selective_scan_bwd_kernel(
         else:
             b_dy = b_do
         # every use of h_t now, so that only exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t stays live
-        p_bc = o_l[:, None] + r_bc[None, :]
+        p_dbc = o_l[:, None] * N + r_dbc[None, :]
         m_ln = m_l[:, None] & m_n[None, :]
-        tl.atomic_add(dC + p_bc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)
+        tl.atomic_add(dC + p_dbc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)
         if HAS_Z:
-            b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)  # (BL, BD), before D and the gate
-            if HAS_D:
-                b_y += b_u * b_D[None, :]
+            b_y = tl.load(ygate + p_x, mask=m_ld, other=0).to(ACC)  # y before the gate, from the forward
             tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
                      mask=m_ld)
         b_hp = b_hs - b_dBu
@@ -276,7 +280,7 @@ def selective_scan_bwd_kernel(
         )
         b_g = b_gb + b_ga * b_g_next[None, :, :]  # (BL, BN, BD)
         b_g_next = tl.sum(tl.where((o_t == 0)[:, None, None], b_g, 0.0), axis=0)
-        tl.atomic_add(dB + p_bc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)
+        tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)
 
         b_gh = b_g * b_hp
         b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)  # (BL, BD)
@@ -387,8 +391,10 @@ def _contig(t: Tensor | None) -> Tensor | None:
 
 
 def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, ct):
-    """Launch the forward. Returns out, last_state (batch, dim, N), states (or None):
-    the state every bwd.block_l steps, (batch, dim, cdiv(L, bwd.block_l), N)."""
+    """Launch the forward. Returns out, last_state (batch, dim, N), and when ``save_states``
+    what the backward needs: states, the state every bwd.block_l steps
+    (batch, dim, cdiv(L, bwd.block_l), N), and ygate, y before the z gate (batch, dim, L) in
+    u's dtype (None without z); else (None, None)."""
     batch, dim, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
@@ -399,21 +405,24 @@ def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, 
     last = _empty(batch, dim, N, like=u, dtype=ct)
     n_states = triton.cdiv(L, cfg.bwd.block_l)
     states = _empty(batch, dim, n_states, N, like=u, dtype=ct) if save_states else last
+    save_y = save_states and z is not None
+    ygate = _empty(like=u) if save_y else out
     grid = (triton.cdiv(dim, block_d), batch)
     selective_scan_fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
-        delta_bias if delta_bias is not None else u, out, last, states,
+        delta_bias if delta_bias is not None else u, out, last, states, ygate,
         L, dim, N, dim // groups, groups, n_blocks, n_states,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, SAVE_STATES=save_states, STATE_EVERY=cfg.bwd.block_l // ls.block_l,
-        STORE_LAST=True, **_flags(ct), PREFETCH=ls.prefetch, STAGES=ls.stages,
+        STORE_LAST=True, SAVE_Y=save_y, **_flags(ct), PREFETCH=ls.prefetch, STAGES=ls.stages,
         BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=ls.block_l, **ls.launch_options(),
     )
-    return out, last, (states if save_states else None)
+    return out, last, (states if save_states else None), (ygate if save_y else None)
 
 
-def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlast, cfg, ct):
-    """Launch the backward. Returns du, ddelta, dA, dB, dC, dD, dz, dbias (fp32/fp64 sums)."""
+def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct):
+    """Launch the backward. Returns du, ddelta, dz (input dtypes), dA, dB, dC, dD, dbias
+    (fp32/fp64 sums); dB and dC as (batch, G, N, L) views of (batch, G, L, N) buffers."""
     batch, dim, L = u.shape
     N = A.shape[1]
     groups = B.shape[1]
@@ -422,15 +431,16 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlas
     n_blocks = states.shape[2]
     du, ddelta = _empty(like=u), _empty(like=delta)
     dz = _empty(like=z) if z is not None else None
-    dB = torch.zeros(B.shape, device=u.device, dtype=ct)
-    dC = torch.zeros(C.shape, device=u.device, dtype=ct)
+    dB = torch.zeros(batch, groups, L, N, device=u.device, dtype=ct)
+    dC = torch.zeros(batch, groups, L, N, device=u.device, dtype=ct)
     dA_part = _empty(batch, dim, N, like=u, dtype=ct)
     dD_part = _empty(batch, dim, like=u, dtype=ct) if D is not None else None
     dbias_part = _empty(batch, dim, like=u, dtype=ct) if delta_bias is not None else None
     grid = (triton.cdiv(dim, block_d), batch)
     selective_scan_bwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
-        delta_bias if delta_bias is not None else u, states, dout, dlast if dlast is not None else u,
+        delta_bias if delta_bias is not None else u, states, ygate if ygate is not None else u,
+        dout, dlast if dlast is not None else u,
         du, ddelta, dz if dz is not None else du, dA_part, dB, dC,
         dD_part if dD_part is not None else dA_part, dbias_part if dbias_part is not None else dA_part,
         L, dim, N, dim // groups, groups, n_blocks,
@@ -441,7 +451,7 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dout, dlas
     )
     dD = dD_part.sum(0) if dD_part is not None else None
     dbias = dbias_part.sum(0) if dbias_part is not None else None
-    return du, ddelta, dA_part.sum(0), dB, dC, dD, dz, dbias
+    return du, ddelta, dA_part.sum(0), dB.transpose(2, 3), dC.transpose(2, 3), dD, dz, dbias
 
 
 class SelectiveScanTriton(torch.autograd.Function):
@@ -455,9 +465,9 @@ class SelectiveScanTriton(torch.autograd.Function):
         A, D, delta_bias = (_contig(t) for t in (A, D, delta_bias))
         ct = compute_dtype(u, delta, A, B, C)
         save = any(ctx.needs_input_grad)
-        out, last, states = _fwd(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, cfg, save, ct)
+        out, last, states, ygate = _fwd(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, cfg, save, ct)
         if save:
-            ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, states)
+            ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, states, ygate)
             ctx.args = (delta_softplus, cfg, ct, b_shape, c_shape, B.dtype, C.dtype)
         if return_last_state:
             return out, last
@@ -465,12 +475,12 @@ class SelectiveScanTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, dlast=None):
-        u, delta, A, B4, C4, D, z, delta_bias, states = ctx.saved_tensors
+        u, delta, A, B4, C4, D, z, delta_bias, states, ygate = ctx.saved_tensors
         delta_softplus, cfg, ct, b_shape, c_shape, b_dtype, c_dtype = ctx.args
         dout = torch.zeros_like(u) if dout is None else dout.contiguous()
         dlast = None if dlast is None else dlast.contiguous()
         du, ddelta, dA, dB, dC, dD, dz, dbias = _bwd(
-            u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, states, dout, dlast, cfg, ct
+            u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct
         )
         return (
             du, ddelta, dA.to(A.dtype), dB.reshape(b_shape).to(b_dtype), dC.reshape(c_shape).to(c_dtype),
