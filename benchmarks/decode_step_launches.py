@@ -22,10 +22,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from unittest import mock
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
+# without a GPU the Triton functions run (and are counted) under the interpreter; this must be
+# set before a kernel module is imported, and never on a GPU machine, where it would turn every
+# later Triton kernel of the process into the slow CPU interpreter
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 TRITON_LABEL = "triton::"
 # ops that launch nothing: views, allocations, no-op conjugation
@@ -108,10 +112,11 @@ def mamba_step_counts(
     from ssmbench.layers.norm import build_norm
 
     torch.manual_seed(0)
-    layer = Mamba(d_model, scan_backend="ref", step_backend=backend).to(dtype)
-    norm = build_norm(d_model, 1e-5).to(dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    layer = Mamba(d_model, scan_backend="ref", step_backend=backend).to(device, dtype)
+    norm = build_norm(d_model, 1e-5).to(device, dtype)
     state = layer.allocate_inference_cache(batch, dtype=dtype)
-    x = torch.randn(batch, d_model, dtype=dtype)
+    x = torch.randn(batch, d_model, dtype=dtype, device=device)
     with torch.inference_mode():
         layer.step(x, state)  # warm: caches, first Triton compile
         mixer = count_kernels(lambda: layer.step(x, state))

@@ -8,11 +8,12 @@ ablation switches:
 - ``current``: the kernels as they are;
 - ``store``: dB/dC added with plain stores instead of atomics (wrong sums; the cost of atomicity);
 - ``no-dbc``: no dB/dC at all (the cost of the channel sums plus the atomics);
-- ``old``: ``benchmarks/gpu/old_triton_scan.py`` when present (a copy of an earlier version,
-  placed there by the caller, e.g. ``git show REV:ssmbench/ops/scan/triton_scan.py``).
-plus backward launch shapes of ``current``. Each row: forward+backward of all 8 inputs at
-(8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus; median / p20 / p80 of CUDA-event
-samples with L2 flushed. ``current`` is first checked against the fp64 reference.
+- ``old_*``: each ``benchmarks/gpu/old_*.py`` present (copies of earlier versions placed there
+  by the caller, e.g. ``git show REV:ssmbench/ops/scan/triton_scan.py > benchmarks/gpu/old_REV.py``).
+plus backward launch shapes of ``current``. Rows: the forward under no_grad of ``current`` and
+each old version, then forward+backward of all 8 inputs, at (8, 1536, 2048, 16) bf16 with z, D,
+delta_bias, softplus; median / p20 / p80 of CUDA-event samples with L2 flushed. ``current`` is
+first checked against the fp64 reference.
 """
 
 from __future__ import annotations
@@ -35,40 +36,38 @@ from tests.ops.scan_cases import NAMES, Case, make_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "ssmbench/ops/scan/triton_scan.py"
-OLD = ROOT / "benchmarks/gpu/old_triton_scan.py"
+OLD = sorted(p.stem for p in (ROOT / "benchmarks/gpu").glob("old_*.py"))
 DEV = torch.device("cuda")
 MAIN = (8, 1536, 2048, 16)
 STORE = {f"tl.atomic_add({t} + p_dbc,": f"tl.store({t} + p_dbc," for t in ("dB", "dC")}
-NO_DBC = {"        tl.atomic_add(dC + p_dbc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)\n": "",
-          "        tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)\n": ""}
+STORE[', sem="relaxed")'] = ")"
 # (variant, backward launch shape kwargs)
 JOBS = [
     ("current", {}),
-    ("old", {}),
+    *((name, {}) for name in OLD),
     ("store", {}),
     ("no-dbc", {}),
     ("current", {"block_d": 8, "block_l": 4}),
     ("current", {"block_d": 8, "block_l": 8}),
-    ("current", {"block_d": 2, "block_l": 8}),
-    ("current", {"block_d": 2, "block_l": 16}),
-    ("current", {"block_d": 4, "block_l": 16}),
-    ("current", {"block_d": 4, "block_l": 8, "prefetch": False, "stages": 3}),
-    ("current", {"block_d": 8, "block_l": 8, "num_warps": 2}),
-    ("current", {"block_d": 16, "block_l": 8, "num_warps": 4}),
+    ("current", {"block_d": 16, "block_l": 2}),
+    ("current", {"block_d": 4, "block_l": 8, "maxnreg": 128}),
+    ("current", {"block_d": 8, "block_l": 4, "maxnreg": 128}),
+    ("current", {"block_d": 4, "block_l": 8, "prefetch": False, "stages": 2}),
 ]
 
 
 def variant(name: str, folder: Path):
-    """Import one variant of the kernel module (None when its source is missing)."""
-    if name == "old":
-        if not OLD.exists():
-            return None
-        text = OLD.read_text()
+    """Import one variant of the kernel module."""
+    if name.startswith("old_"):
+        text = (ROOT / "benchmarks/gpu" / f"{name}.py").read_text()
     else:
         text = SOURCE.read_text()
-        for old, new in {"store": STORE, "no-dbc": NO_DBC}.get(name, {}).items():
+        for old, new in ({"store": STORE}.get(name, {})).items():
             assert old in text, f"{name}: pattern not found: {old!r}"
             text = text.replace(old, new)
+        if name == "no-dbc":
+            lines = text.splitlines(keepends=True)
+            text = "".join(ln for ln in lines if not ("tl.atomic_add(dB" in ln or "tl.atomic_add(dC" in ln))
     path = folder / f"scan_{name.replace('-', '_')}.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -131,7 +130,7 @@ def check(mod) -> dict[str, float]:
 
 def label(name: str, cfg) -> str:
     b = cfg.bwd
-    extra = "" if b.prefetch else f" nopf st{b.stages}"
+    extra = ("" if b.prefetch else f" nopf st{b.stages}") + (f" r{b.maxnreg}" if b.maxnreg else "")
     return f"{name} bwd d{b.block_d} l{b.block_l} w{b.num_warps}{extra}"
 
 
@@ -142,11 +141,10 @@ def warm(index: int, workers: int, folder: Path) -> None:
     for i, (name, kw) in enumerate(JOBS):
         if i % workers == index:
             mod = variant(name, folder)
-            if mod is not None:
-                try:
-                    fwd_bwd(mod, config(mod, kw), x, dout)
-                except Exception as e:  # noqa: BLE001 - reported by the timing pass too
-                    print(f"warm {name} {kw}: {type(e).__name__}: {e}"[:500])
+            try:
+                fwd_bwd(mod, config(mod, kw), x, dout)
+            except Exception as e:  # noqa: BLE001 - reported by the timing pass too
+                print(f"warm {name} {kw}: {type(e).__name__}: {e}"[:500])
     torch.cuda.synchronize()
 
 
@@ -170,16 +168,16 @@ def main() -> None:
     rows.append({"kind": "ceilings", **ceil.to_dict()})
     x = inputs()
     dout = torch.randn(MAIN[:3], device=DEV, dtype=torch.bfloat16)
-    with torch.no_grad():
-        cur = variant("current", folder)
-        t = benchmark(lambda: cur.selective_scan_triton(*[x[k] for k in NAMES], True), device=DEV)
-    rows.append({"kind": "time", "label": "current fwd (no grad)", "median_ms": t.median, "p20_ms": t.p20,
-                 "p80_ms": t.p80, "n": t.n})
-    print(f"{'current fwd (no grad)':44s} {t.median:8.3f} ms [{t.p20:.3f}, {t.p80:.3f}]")
+    for name in ("current", *OLD):
+        mod = variant(name, folder)
+        with torch.no_grad():
+            t = benchmark(lambda mod=mod: mod.selective_scan_triton(*[x[k] for k in NAMES], True), device=DEV)
+        tag = f"{name} fwd (no grad)"
+        rows.append({"kind": "time", "label": tag, "median_ms": t.median, "p20_ms": t.p20, "p80_ms": t.p80,
+                     "n": t.n})
+        print(f"{tag:44s} {t.median:8.3f} ms [{t.p20:.3f}, {t.p80:.3f}]")
     for name, kw in JOBS:
         mod = variant(name, folder)
-        if mod is None:
-            continue
         cfg = config(mod, kw)
         try:
             t = benchmark(lambda mod=mod, cfg=cfg: fwd_bwd(mod, cfg, x, dout), device=DEV)

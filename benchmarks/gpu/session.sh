@@ -45,7 +45,8 @@ gate)
   ;;
 tests)
   # The CUDA-only unit tests, and the pytest-benchmark kernel suite on CUDA.
-  python3 -m pytest tests/generate/test_decode.py tests/layers/test_mamba_decode_fused.py -q -rs 2>&1 | tail -5
+  python3 -m pytest tests/generate/test_decode.py tests/layers/test_mamba_decode_fused.py tests/ops -q -rs -x \
+     2>&1 | tail -15
   timeout -s INT 240 python3 -m pytest benchmarks/test_scan_kernels.py -q --benchmark-only \
      --benchmark-json="$R/scan-kernels-cuda.json" --benchmark-columns=min,median,iqr,rounds 2>&1 | tail -40
   ;;

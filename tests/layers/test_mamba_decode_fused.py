@@ -80,10 +80,10 @@ def test_decode_A_is_cached_until_A_log_changes():
 
 
 @pytest.mark.parametrize("dtype,batch", [(torch.float32, 2), (torch.bfloat16, 1)])
-def test_triton_step_launches_six_kernels(dtype, batch):
-    m = Mamba(d_model=8, d_state=4, scan_backend="ref", step_backend="triton").to(dtype)
+def test_triton_step_launches_six_kernels(dtype, batch, device):
+    m = Mamba(d_model=8, d_state=4, scan_backend="ref", step_backend="triton").to(device, dtype)
     state = m.allocate_inference_cache(batch)
-    x = torch.randn(batch, 8, dtype=dtype)
+    x = torch.randn(batch, 8, dtype=dtype, device=device)
     with torch.inference_mode():
         m.step(x, state)
         kernels = count_kernels(lambda: m.step(x, state))
@@ -94,13 +94,13 @@ def test_triton_step_launches_six_kernels(dtype, batch):
     }
 
 
-def test_lm_triton_decode_equals_forward_and_records_paths():
+def test_lm_triton_decode_equals_forward_and_records_paths(device):
     cfg = LMConfig(
         vocab_size=32, d_model=8, pattern=("mamba", "mamba"), d_state=4, max_seq_len=16,
         scan_backend="ref", step_backend="triton",
     )  # fmt: skip
-    model = LM(cfg).eval()
-    idx = torch.randint(0, 32, (2, 6))
+    model = LM(cfg).to(device).eval()
+    idx = torch.randint(0, 32, (2, 6), device=device)
     with torch.no_grad():
         full = model(idx).logits
         cache = model.allocate_inference_cache(2, 6)

@@ -103,10 +103,11 @@ def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
     return 1
 
 
-def _time_major(x: Tensor, batch: int, groups: int, T: int) -> Tensor:
-    """(batch, dim, L) -> (batch, n_chunks, T, G, dim / G), zero-padded along L."""
-    x = _chunks(x.reshape(batch, groups, -1, x.shape[-1]), T)  # (b, g, e, nc, T)
-    return x.permute(0, 3, 4, 1, 2).contiguous()
+def _chunk_major(x: Tensor, groups: int, T: int, time_last: bool) -> Tensor:
+    """(batch, G * k, L) -> (batch, n_chunks, G, k, T) if time_last else (batch, n_chunks, G, T, k),
+    zero-padded along L."""
+    x = _chunks(x.reshape(x.shape[0], groups, -1, x.shape[-1]), T)  # (b, g, k, nc, T)
+    return x.permute(0, 3, 1, 2, 4).contiguous() if time_last else x.permute(0, 3, 1, 4, 2).contiguous()
 
 
 def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,34 +116,55 @@ def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -
     return fn(*args)
 
 
+def _growth(rate: Tensor, expo: Tensor) -> Tensor:
+    """exp(rate * expo) broadcast to (b, nc, g, N, T, e); rate: (g, N, 1, e), expo: (b, nc, g, 1, T, e)."""
+    if expo.device.type == "cuda":
+        # one pass on the GPU; the CPU's pow is four times slower than its exp
+        return torch.pow(rate.exp(), expo)
+    return torch.mul(rate, expo).exp_()
+
+
 def _chunk_group(
     h: Tensor,
     expo: Tensor,
     x: Tensor,
     B: Tensor,
-    C: Tensor,
+    M: Tensor,
     decay: Tensor,
     end_scale: Tensor,
     start_scale: Tensor,
-    base: Tensor,
+    rate: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Scan a group of chunks from state h (b, g, e, N); returns y (b, nc, T, g, e) and the end state.
+    """Scan a group of chunks from state h (b, g, N, e); returns y (b, nc, g, T, e) and the end state.
 
-    expo, x: (b, nc, T, g, e), the exponent (Dl - R) * max_n|A| and delta * u; B, C: (b, nc, T, g, N);
-    decay, end_scale, start_scale: (b, nc, g, e, N), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R);
-    base: (g, e, N), exp(A / max_n|A|), so that base ** expo = exp(A (Dl - R)).
+    expo, x: (b, nc, g, T, e), the exponent (R - Dl) * max_n|A| and delta * u; B: (b, nc, g, N, T);
+    M: (b, nc, g, N, T, T + 1), C_t [1, B_s (s <= t)]; decay, end_scale, start_scale:
+    (b, nc, g, N, e), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R); rate: (g, N, e), A / max_n|A|.
     """
-    inv = torch.pow(base, -expo[..., None])  # (b, nc, T, g, e, N): exp(-A (Dl - R))
-    terms = inv * B[:, :, :, :, None] * x[..., None]  # (b, nc, T, g, e, N)
-    local_end = terms.sum(2) * end_scale  # (b, nc, g, e, N): each chunk's end state from zero
+    b, nc, g, N, T = B.shape
+    e = x.shape[-1]
+    grow = _growth(rate[:, :, None], expo[:, :, :, None])  # (b, nc, g, N, T, e): exp(-A (Dl - R))
+    inplace = not torch.is_grad_enabled()
+    if inplace:
+        # row 0 of each chunk is left for its start state, filled once the loop below has it
+        q = grow.new_empty(b, nc, g, N, T + 1, e)
+        terms = torch.mul(grow, x[:, :, :, None], out=q[..., 1:, :])
+    else:
+        terms = grow * x[:, :, :, None]  # (b, nc, g, N, T, e)
+    # each chunk's end state from zero: B_s . terms_s over the chunk
+    local_end = torch.matmul(B[..., None, :], terms).squeeze(-2) * end_scale  # (b, nc, g, N, e)
     starts = []
-    for c in range(expo.shape[1]):
+    for c in range(nc):
         starts.append(h)
         h = torch.addcmul(local_end[:, c], decay[:, c], h)
-    terms[:, :, 0] += torch.stack(starts, 1) * start_scale
-    states = terms.cumsum(2) / inv  # (b, nc, T, g, e, N)
-    y = torch.matmul(states, C[..., None]).squeeze(-1)  # (b, nc, T, g, e)
-    return y, h
+    if inplace:
+        torch.mul(torch.stack(starts, 1), start_scale, out=q[..., 0, :])
+    else:
+        q = torch.cat([(torch.stack(starts, 1) * start_scale)[..., None, :], terms], -2)
+    # C_t h_t exp(A (R - Dl_t)) = C_t (start + sum_{s <= t} B_s terms_s): one matmul per (chunk, n)
+    out = torch.bmm(M.flatten(0, 3), q.flatten(0, 3)).view(b, nc, g, N, T, e)
+    out = out.div_(grow) if inplace else out / grow
+    return out.sum(3), h  # y: (b, nc, g, T, e)
 
 
 def selective_scan_chunked(
@@ -182,34 +204,37 @@ def selective_scan_chunked(
     # exp(A a) = base ** (a * scale) for any scale; scale = max_n |A| keeps base in [1/e, 1]
     scale = A_c.detach().abs().amax(-1).clamp_min(torch.finfo(ct).tiny)  # (dim,)
     T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L))
-    base = torch.exp(A_c / scale[:, None]).view(groups, e, N)
-    A_g = A_c.view(groups, e, N)
+    rate = (A_c / scale[:, None]).view(groups, e, N).transpose(1, 2)  # (g, N, e)
+    A_g = A_c.view(groups, e, N).transpose(1, 2)
 
-    dt_t = _time_major(dt, batch, groups, T)  # (b, nc, T, g, e)
-    x_t = dt_t * _time_major(u.to(ct), batch, groups, T)
-    B_t = _time_major(B.to(ct).reshape(batch, groups * N, L), batch, groups, T)  # (b, nc, T, g, N)
-    C_t = _time_major(C.to(ct).reshape(batch, groups * N, L), batch, groups, T)
-    cum = dt_t.cumsum(2)  # (b, nc, T, g, e)
+    dt_c = _chunk_major(dt, groups, T, time_last=False)  # (b, nc, g, T, e)
+    x_c = dt_c * _chunk_major(u, groups, T, time_last=False)
+    B_c = _chunk_major(B.reshape(batch, groups * N, L), groups, T, time_last=True).to(ct)  # (b, nc, g, N, T)
+    C_c = _chunk_major(C.reshape(batch, groups * N, L), groups, T, time_last=True).to(ct)
+    # M[t, 0] = C_t (the start state), M[t, 1 + s] = C_t B_s for s <= t
+    M = torch.tril(C_c[..., None] * F.pad(B_c, (1, 0), value=1.0)[..., None, :], 1)  # (b, nc, g, N, T, T + 1)
+    cum = dt_c.cumsum(3)  # (b, nc, g, T, e)
     # the reference point cancels exactly, so it carries no gradient
-    ref = ((cum.amax(2, keepdim=True) + cum.amin(2, keepdim=True)) / 2).detach()  # (b, nc, 1, g, e)
-    expo = (cum - ref) * scale.view(groups, e)
-    decay = torch.exp(cum[:, :, -1, :, :, None] * A_g)  # (b, nc, g, e, N)
-    end_scale = torch.exp((cum[:, :, -1] - ref[:, :, 0])[..., None] * A_g)
-    start_scale = torch.exp(ref[:, :, 0, :, :, None] * A_g)
+    ref = ((cum.amax(3, keepdim=True) + cum.amin(3, keepdim=True)) / 2).detach()  # (b, nc, g, 1, e)
+    expo = (ref - cum) * scale.view(groups, 1, e)
+    end = cum[:, :, :, -1, None]  # (b, nc, g, 1, e)
+    decay = torch.exp(end * A_g)  # (b, nc, g, N, e)
+    end_scale = torch.exp((end - ref) * A_g)
+    start_scale = torch.exp(ref * A_g)
 
-    n_chunks = dt_t.shape[1]
+    n_chunks = dt_c.shape[1]
     per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
-    h = u.new_zeros(batch, groups, e, N, dtype=ct)
+    h = u.new_zeros(batch, groups, N, e, dtype=ct)
     ys = []
     for c0 in range(0, n_chunks, per_group):
         sl = slice(c0, c0 + per_group)
         y_g, h = _maybe_checkpoint(
-            _chunk_group, h, expo[:, sl], x_t[:, sl], B_t[:, sl], C_t[:, sl],
-            decay[:, sl], end_scale[:, sl], start_scale[:, sl], base,
+            _chunk_group, h, expo[:, sl], x_c[:, sl], B_c[:, sl], M[:, sl],
+            decay[:, sl], end_scale[:, sl], start_scale[:, sl], rate,
         )
         ys.append(y_g)
-    y = torch.cat(ys, 1).reshape(batch, n_chunks * T, dim).transpose(1, 2)[..., :L]  # (b, dim, L)
-    last_state = h.reshape(batch, dim, N)
+    y = torch.cat(ys, 1).permute(0, 2, 4, 1, 3).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
+    last_state = h.transpose(2, 3).reshape(batch, dim, N)
 
     if D is not None:
         y = y + u.to(ct) * D.to(ct)[None, :, None]

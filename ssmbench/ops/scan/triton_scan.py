@@ -5,7 +5,7 @@ holding the state h (BLOCK_N, BLOCK_D) in fp32 registers. Tiles are (BLOCK_L, BL
 BLOCK_D) with the channel axis last, so Triton spreads threads over channels and each
 thread keeps whole (L, N/k) slices: inside a block the recurrence
 h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one ``tl.associative_scan`` along L over
-(decay, input) pairs, mostly within a thread, combined with the carried state.
+(decay, input) pairs, within a thread, with the carried state folded into the first input.
 
 The (batch, dim, L, N) state never goes to memory. Under autograd the forward also writes
 the state at the start of every backward block (fp32, L / bwd.block_l of them); the
@@ -134,8 +134,10 @@ def selective_scan_fwd_kernel(
 
         b_dA = _exp2(b_dt[:, None, :] * b_A2[None, :, :], FAST_EXP)  # (BL, BN, BD)
         b_dBu = (b_dt * b_u)[:, None, :] * b_B[:, :, None]  # (BL, BN, BD)
-        b_a, b_x = tl.associative_scan((b_dA, b_dBu), axis=0, combine_fn=_linear_combine)
-        b_hs = b_a * b_h[None, :, :] + b_x  # h_t for every t of the block
+        # the carried state enters as part of the first step's input, so the scan's second
+        # output is h_t itself and its cumulative decays are dead code (fewer live registers)
+        b_dBu += tl.where((o_t == 0)[:, None, None], b_dA * b_h[None, :, :], 0.0)
+        _, b_hs = tl.associative_scan((b_dA, b_dBu), axis=0, combine_fn=_linear_combine)
         b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)  # (BL, BD)
         b_h = tl.sum(tl.where((o_t == BLOCK_L - 1)[:, None, None], b_hs, 0.0), axis=0)
 
@@ -214,9 +216,12 @@ def selective_scan_bwd_kernel(
         b_g_next = tl.load(dlast + p_nd, mask=m_nd, other=0).to(ACC)
     else:
         b_g_next = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
-    b_dA_acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
-    b_dD_acc = tl.zeros([BLOCK_D], dtype=ACC)
-    b_dbias_acc = tl.zeros([BLOCK_D], dtype=ACC)
+    # dD, d(delta_bias) partial sums keep their block shape and are summed over L once, after
+    # the loop; dA's starts as a sum over L so that it has the layout of the per-block sums
+    # (a plain (BN, BD) zeros would cost a layout change in every iteration)
+    b_dA_acc = tl.sum(tl.zeros([BLOCK_L, BLOCK_N, BLOCK_D], dtype=ACC), axis=0)
+    b_dD_acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=ACC)
+    b_dbias_acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=ACC)
     i_l = N_BLOCKS - 1
     # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
     q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
@@ -254,10 +259,10 @@ def selective_scan_bwd_kernel(
         # recompute h_t inside the block from the saved state at its start
         b_dtu = b_dt * b_u
         b_dBu = b_dtu[:, None, :] * b_B[:, :, None]  # (BL, BN, BD)
-        b_a, b_x = tl.associative_scan(
-            (_exp2(b_dt[:, None, :] * b_A2[None, :, :], FAST_EXP), b_dBu), axis=0, combine_fn=_linear_combine
-        )
-        b_hs = b_a * b_h0[None, :, :] + b_x  # (BL, BN, BD)
+        b_dA = _exp2(b_dt[:, None, :] * b_A2[None, :, :], FAST_EXP)
+        # the saved state folded into the first step's input, as in the forward
+        b_x = b_dBu + tl.where((o_t == 0)[:, None, None], b_dA * b_h0[None, :, :], 0.0)
+        _, b_hs = tl.associative_scan((b_dA, b_x), axis=0, combine_fn=_linear_combine)  # (BL, BN, BD)
         if HAS_Z:
             b_sig = tl.sigmoid(b_z)
             b_dy = b_do * b_z * b_sig
@@ -266,7 +271,7 @@ def selective_scan_bwd_kernel(
         # every use of h_t now, so that only exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t stays live
         p_dbc = o_l[:, None] * N + r_dbc[None, :]
         m_ln = m_l[:, None] & m_n[None, :]
-        tl.atomic_add(dC + p_dbc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln)
+        tl.atomic_add(dC + p_dbc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln, sem="relaxed")
         if HAS_Z:
             b_y = tl.load(ygate + p_x, mask=m_ld, other=0).to(ACC)  # y before the gate, from the forward
             tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
@@ -274,13 +279,13 @@ def selective_scan_bwd_kernel(
         b_hp = b_hs - b_dBu
 
         # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end
-        b_ga, b_gb = tl.associative_scan(
-            (_exp2(b_dt1[:, None, :] * b_A2[None, :, :], FAST_EXP), b_C[:, :, None] * b_dy[:, None, :]),
-            axis=0, combine_fn=_linear_combine, reverse=True,
-        )
-        b_g = b_gb + b_ga * b_g_next[None, :, :]  # (BL, BN, BD)
+        # (g_next, the adjoint carried from the block after, folded into the last step's input)
+        b_dA1 = _exp2(b_dt1[:, None, :] * b_A2[None, :, :], FAST_EXP)
+        b_gx = b_C[:, :, None] * b_dy[:, None, :]
+        b_gx += tl.where((o_t == BLOCK_L - 1)[:, None, None], b_dA1 * b_g_next[None, :, :], 0.0)
+        _, b_g = tl.associative_scan((b_dA1, b_gx), axis=0, combine_fn=_linear_combine, reverse=True)
         b_g_next = tl.sum(tl.where((o_t == 0)[:, None, None], b_g, 0.0), axis=0)
-        tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln)
+        tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln, sem="relaxed")
 
         b_gh = b_g * b_hp
         b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)  # (BL, BD)
@@ -289,19 +294,19 @@ def selective_scan_bwd_kernel(
         b_dA_acc += tl.sum(b_gh * b_dt[:, None, :], axis=0)
         if HAS_D:
             b_du += b_dy * b_D[None, :]
-            b_dD_acc += tl.sum(b_dy * b_u, axis=0)
+            b_dD_acc += b_dy * b_u
         if SOFTPLUS:
             b_ddt *= tl.sigmoid(b_dt_raw)
         b_ddt = tl.where(m_ld, b_ddt, 0.0)
-        b_dbias_acc += tl.sum(b_ddt, axis=0)
+        b_dbias_acc += b_ddt
         tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
         tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
 
     tl.store(dA_part + p_nd, b_dA_acc, mask=m_nd)
     if HAS_D:
-        tl.store(dD_part + i_b * DIM + o_d, b_dD_acc, mask=m_d)
+        tl.store(dD_part + i_b * DIM + o_d, tl.sum(b_dD_acc, axis=0), mask=m_d)
     if HAS_BIAS:
-        tl.store(dbias_part + i_b * DIM + o_d, b_dbias_acc, mask=m_d)
+        tl.store(dbias_part + i_b * DIM + o_d, tl.sum(b_dbias_acc, axis=0), mask=m_d)
 
 
 @dataclass(frozen=True)
