@@ -49,10 +49,8 @@ JOBS = [
     ("no-dbc", {}),
     ("current", {"block_d": 8, "block_l": 4}),
     ("current", {"block_d": 8, "block_l": 8}),
-    ("current", {"block_d": 16, "block_l": 2}),
-    ("current", {"block_d": 4, "block_l": 8, "maxnreg": 128}),
-    ("current", {"block_d": 8, "block_l": 4, "maxnreg": 128}),
-    ("current", {"block_d": 4, "block_l": 8, "prefetch": False, "stages": 2}),
+    ("current", {"block_d": 4, "block_l": 16}),
+    ("current", {"block_d": 2, "block_l": 8}),
 ]
 
 

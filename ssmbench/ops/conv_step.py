@@ -127,12 +127,12 @@ def causal_conv1d_update_triton(
     (batch, dim, state_len), updated in place, any strides; weight: (dim, width); bias: (dim,).
     Returns out (batch, dim), contiguous, in x's dtype.
     """
+    _check(x, conv_state, weight, bias, activation)  # bad input is BadInput on any machine
     if not HAS_TRITON:
         raise BackendUnavailable("the triton conv step needs the triton package")
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     if conv_state.device.type != "cuda" and not interpreting:
         raise BackendUnavailable("the triton conv step needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
-    _check(x, conv_state, weight, bias, activation)
     batch, dim, state_len = conv_state.shape
     poison = os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"
     out = torch.empty((batch, dim), dtype=x.dtype, device=x.device)

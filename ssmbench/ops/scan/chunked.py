@@ -3,18 +3,28 @@
 The sequence is cut into chunks of T steps (the tail padded with delta = 0, which leaves the
 state unchanged). Inside a chunk, with Dl_t = sum_{r <= t} delta_r and any reference point R,
 
-    h_t = exp(A (Dl_t - R)) * (exp(A R) h_0 + sum_{s <= t} exp(-A (Dl_s - R)) delta_s u_s B_s),
+    h_t = exp(A (Dl_t - R)) * (exp(A R) h_0 + sum_{s <= t} exp(-A (Dl_s - R)) delta_s u_s B_s).
 
-so one chunk is an elementwise power, a cumulative sum over the chunk and a division, with no
-step loop. R is the middle of the chunk's Dl range, so both exponentials stay within
-exp(+-LIMIT); the chunk size is halved until they do (one host sync per call; T = 1 is always
-exact). The chunk start states h_0 come from one short loop over chunks on (batch, dim, N),
-and y_t = C_t . h_t is a batched matrix-vector product. All tensors are time-major,
-(batch, chunk, T, G, dim / G[, N]), so every step of the chunk is one contiguous slice.
+With the growth g_t = exp(-A (Dl_t - R)) (one elementwise power) and q_s = g_s delta_s u_s, the
+output is
+
+    y_t = sum_n (C_t exp(A R) h_0 + sum_{s <= t} C_t B_s q_s) / g_t,
+
+so for each state index n the cumulative sum, B and C are one batched matmul over the chunk,
+[q; exp(A R) h_0] times M with M[t] = C_t [B_s (s <= t), 1], followed by a division by g and a
+sum over n; there is no step loop. R is the middle of the chunk's Dl range, so both
+exponentials stay within exp(+-EXP_LIMIT); the chunk size is halved until they do (one host
+sync per call; T = 1 is always exact). The chunk start states h_0 come from one short loop
+over chunks on (N, batch, dim), fed by each chunk's end state from zero, B . q over the chunk.
+Tensors are chunk-first and channels-last: (n_chunks, batch, G, T, dim / G), state-sized ones
+with N in front, so each (n, chunk) is one contiguous matrix. The matmuls need float32 matmul
+precision 'highest' (torch's default): TF32 would cost about 1e-3 relative error.
 
 Chunks are processed in groups of at most GROUP_ELEMENTS state elements, so memory is bounded
-for any L; under autograd each group is checkpointed (backward keeps the group's start state
-and recomputes the group).
+for any L. Under autograd each group is checkpointed (backward keeps the group's start state
+and recomputes the group). Without autograd a group writes into preallocated buffers one
+state index n at a time, so the ops on one n-slice follow each other while it is still in
+cache.
 """
 
 from __future__ import annotations
@@ -82,7 +92,9 @@ def default_chunk_size(L: int) -> int:
 def _chunks(x: Tensor, T: int) -> Tensor:
     """(..., L) -> (..., n_chunks, T), the tail padded with zeros."""
     n_chunks = max(1, -(-x.shape[-1] // T))
-    return F.pad(x, (0, n_chunks * T - x.shape[-1])).unflatten(-1, (n_chunks, T))
+    if n_chunks * T != x.shape[-1]:
+        x = F.pad(x, (0, n_chunks * T - x.shape[-1]))
+    return x.unflatten(-1, (n_chunks, T))
 
 
 @torch.no_grad()
@@ -103,11 +115,9 @@ def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
     return 1
 
 
-def _chunk_major(x: Tensor, groups: int, T: int, time_last: bool) -> Tensor:
-    """(batch, G * k, L) -> (batch, n_chunks, G, k, T) if time_last else (batch, n_chunks, G, T, k),
-    zero-padded along L."""
-    x = _chunks(x.reshape(x.shape[0], groups, -1, x.shape[-1]), T)  # (b, g, k, nc, T)
-    return x.permute(0, 3, 1, 2, 4).contiguous() if time_last else x.permute(0, 3, 1, 4, 2).contiguous()
+def _chunk_major(x: Tensor, groups: int, T: int) -> Tensor:
+    """(batch, G * k, L) -> view (n_chunks, batch, G, k, T), zero-padded along L."""
+    return _chunks(x.reshape(x.shape[0], groups, -1, x.shape[-1]), T).permute(3, 0, 1, 2, 4)
 
 
 def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,12 +126,12 @@ def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -
     return fn(*args)
 
 
-def _growth(rate: Tensor, expo: Tensor) -> Tensor:
-    """exp(rate * expo) broadcast to (b, nc, g, N, T, e); rate: (g, N, 1, e), expo: (b, nc, g, 1, T, e)."""
-    if expo.device.type == "cuda":
-        # one pass on the GPU; the CPU's pow is four times slower than its exp
-        return torch.pow(rate.exp(), expo)
-    return torch.mul(rate, expo).exp_()
+def _growth(rate: Tensor, base: Tensor, expo: Tensor, out: Tensor | None = None) -> Tensor:
+    """exp(rate * expo) = base ** expo, broadcast; rate, base: (..., g, 1, e), expo: (nc, b, g, T, e)."""
+    if expo.device.type == "cpu":
+        # the CPU's pow is about four times slower than its exp; on the GPU pow is one pass
+        return torch.mul(rate, expo, out=out).exp_()
+    return torch.pow(base, expo, out=out)
 
 
 def _chunk_group(
@@ -134,37 +144,69 @@ def _chunk_group(
     end_scale: Tensor,
     start_scale: Tensor,
     rate: Tensor,
+    base: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Scan a group of chunks from state h (b, g, N, e); returns y (b, nc, g, T, e) and the end state.
+    """Scan a group of chunks from state h (N, b, g, e); returns y (nc, b, g, T, e) and the end state.
 
-    expo, x: (b, nc, g, T, e), the exponent (R - Dl) * max_n|A| and delta * u; B: (b, nc, g, N, T);
-    M: (b, nc, g, N, T, T + 1), C_t [1, B_s (s <= t)]; decay, end_scale, start_scale:
-    (b, nc, g, N, e), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R); rate: (g, N, e), A / max_n|A|.
+    expo, x: (nc, b, g, T, e), the exponent (R - Dl) * max_n|A| and delta * u; B: (N, nc, b, g, T);
+    M: (N, nc, b, g, T, T + 1), C_t [B_s (s <= t), 1]; decay, end_scale, start_scale:
+    (N, nc, b, g, e), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R); rate, base: (N, 1, 1, g, 1, e),
+    A / max_n|A| and its exp.
     """
-    b, nc, g, N, T = B.shape
-    e = x.shape[-1]
-    grow = _growth(rate[:, :, None], expo[:, :, :, None])  # (b, nc, g, N, T, e): exp(-A (Dl - R))
-    inplace = not torch.is_grad_enabled()
-    if inplace:
-        # row 0 of each chunk is left for its start state, filled once the loop below has it
-        q = grow.new_empty(b, nc, g, N, T + 1, e)
-        terms = torch.mul(grow, x[:, :, :, None], out=q[..., 1:, :])
-    else:
-        terms = grow * x[:, :, :, None]  # (b, nc, g, N, T, e)
-    # each chunk's end state from zero: B_s . terms_s over the chunk
-    local_end = torch.matmul(B[..., None, :], terms).squeeze(-2) * end_scale  # (b, nc, g, N, e)
+    grow = _growth(rate, base, expo)  # (N, nc, b, g, T, e): exp(-A (Dl - R))
+    terms = grow * x
+    # each chunk's end state from zero
+    local_end = torch.matmul(B[..., None, :], terms).squeeze(-2) * end_scale  # (N, nc, b, g, e)
+    starts = []
+    for c in range(x.shape[0]):
+        starts.append(h)
+        h = torch.addcmul(local_end[:, c], decay[:, c], h)
+    q = torch.cat([terms, (torch.stack(starts, 1) * start_scale)[..., None, :]], -2)
+    return (torch.matmul(M, q) / grow).sum(0), h
+
+
+def _chunk_group_inplace(
+    h: Tensor,
+    expo: Tensor,
+    x: Tensor,
+    B: Tensor,
+    M: Tensor,
+    decay: Tensor,
+    end_scale: Tensor,
+    start_scale: Tensor,
+    rate: Tensor,
+    base: Tensor,
+    y: Tensor,
+) -> Tensor:
+    """_chunk_group without autograd, one state index n at a time on preallocated buffers.
+
+    Writes y (nc, b, g, T, e) and returns the end state; the arguments are _chunk_group's.
+    """
+    N, nc, b, g, T = B.shape
+    k, e = nc * b * g, x.shape[-1]
+    grow = x.new_empty(N, nc, b, g, T, e)
+    # per n and chunk: the terms q_s as rows 0..T-1, then the start state as row T
+    q = x.new_empty(N, k, T + 1, e)
+    local_end = x.new_empty(N, k, 1, e)
+    B3, M3, x3 = B.reshape(N, k, 1, T), M.reshape(N, k, T, T + 1), x.view(k, T, e)
+    for n in range(N):
+        _growth(rate[n], base[n], expo, out=grow[n])
+        torch.mul(grow[n].view(k, T, e), x3, out=q[n, :, :T])
+        torch.bmm(B3[n], q[n, :, :T], out=local_end[n])
+    local_end = local_end.view(N, nc, b, g, e).mul_(end_scale)
     starts = []
     for c in range(nc):
         starts.append(h)
         h = torch.addcmul(local_end[:, c], decay[:, c], h)
-    if inplace:
-        torch.mul(torch.stack(starts, 1), start_scale, out=q[..., 0, :])
-    else:
-        q = torch.cat([(torch.stack(starts, 1) * start_scale)[..., None, :], terms], -2)
-    # C_t h_t exp(A (R - Dl_t)) = C_t (start + sum_{s <= t} B_s terms_s): one matmul per (chunk, n)
-    out = torch.bmm(M.flatten(0, 3), q.flatten(0, 3)).view(b, nc, g, N, T, e)
-    out = out.div_(grow) if inplace else out / grow
-    return out.sum(3), h  # y: (b, nc, g, T, e)
+    torch.mul(torch.stack(starts, 1), start_scale, out=q[:, :, T].view(N, nc, b, g, e))
+    out, y3 = x.new_empty(k, T, e), y.view(k, T, e)
+    for n in range(N):
+        torch.bmm(M3[n], q[n], out=out)
+        if n == 0:
+            torch.div(out, grow[n].view(k, T, e), out=y3)
+        else:
+            y3.addcdiv_(out, grow[n].view(k, T, e))
+    return h
 
 
 def selective_scan_chunked(
@@ -195,49 +237,54 @@ def selective_scan_chunked(
     ct = compute_dtype(u, delta, A, B, C)
     e = dim // groups
 
-    dt = delta.to(ct)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(ct)[None, :, None]
+    # ct is the wider dtype, so the sum is computed in it
+    dt = delta + delta_bias.to(ct)[None, :, None] if delta_bias is not None else delta.to(ct)
     if delta_softplus:
         dt = F.softplus(dt)
     A_c = A.to(ct)
     # exp(A a) = base ** (a * scale) for any scale; scale = max_n |A| keeps base in [1/e, 1]
     scale = A_c.detach().abs().amax(-1).clamp_min(torch.finfo(ct).tiny)  # (dim,)
     T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L))
-    rate = (A_c / scale[:, None]).view(groups, e, N).transpose(1, 2)  # (g, N, e)
-    A_g = A_c.view(groups, e, N).transpose(1, 2)
+    A_n = A_c.view(groups, e, N).permute(2, 0, 1)[:, None, None]  # (N, 1, 1, g, e)
+    rate = (A_n / scale.view(groups, e))[..., None, :]  # (N, 1, 1, g, 1, e)
+    base = rate.exp()
 
-    dt_c = _chunk_major(dt, groups, T, time_last=False)  # (b, nc, g, T, e)
-    x_c = dt_c * _chunk_major(u, groups, T, time_last=False)
-    B_c = _chunk_major(B.reshape(batch, groups * N, L), groups, T, time_last=True).to(ct)  # (b, nc, g, N, T)
-    C_c = _chunk_major(C.reshape(batch, groups * N, L), groups, T, time_last=True).to(ct)
-    # M[t, 0] = C_t (the start state), M[t, 1 + s] = C_t B_s for s <= t
-    M = torch.tril(C_c[..., None] * F.pad(B_c, (1, 0), value=1.0)[..., None, :], 1)  # (b, nc, g, N, T, T + 1)
-    cum = dt_c.cumsum(3)  # (b, nc, g, T, e)
+    dt_c = _chunk_major(dt, groups, T).transpose(3, 4).contiguous()  # (nc, b, g, T, e)
+    x_c = dt_c * _chunk_major(u, groups, T).transpose(3, 4)
+    B_c, C_c = (_chunks(X.reshape(batch, groups, N, L), T).permute(2, 3, 0, 1, 4).contiguous().to(ct)
+                for X in (B, C))  # (N, nc, b, g, T)
+    # (T, T + 1): s <= t, and the start state's column
+    mask = F.pad(torch.ones(T, T, dtype=ct, device=dt.device).tril(), (0, 1), value=1.0)
+    M = C_c[..., None] * F.pad(B_c, (0, 1), value=1.0)[..., None, :] * mask  # (N, nc, b, g, T, T + 1)
+    cum = dt_c.cumsum(3)  # (nc, b, g, T, e)
     # the reference point cancels exactly, so it carries no gradient
-    ref = ((cum.amax(3, keepdim=True) + cum.amin(3, keepdim=True)) / 2).detach()  # (b, nc, g, 1, e)
+    ref = ((cum.amax(3, keepdim=True) + cum.amin(3, keepdim=True)) / 2).detach()  # (nc, b, g, 1, e)
     expo = (ref - cum) * scale.view(groups, 1, e)
-    end = cum[:, :, :, -1, None]  # (b, nc, g, 1, e)
-    decay = torch.exp(end * A_g)  # (b, nc, g, N, e)
-    end_scale = torch.exp((end - ref) * A_g)
-    start_scale = torch.exp(ref * A_g)
+    end, ref = cum[:, :, :, -1], ref[:, :, :, 0]  # (nc, b, g, e)
+    decay = torch.exp(end * A_n)  # (N, nc, b, g, e)
+    end_scale = torch.exp((end - ref) * A_n)
+    start_scale = torch.exp(ref * A_n)
 
-    n_chunks = dt_c.shape[1]
+    n_chunks = dt_c.shape[0]
     per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
-    h = u.new_zeros(batch, groups, N, e, dtype=ct)
-    ys = []
+    h = dt.new_zeros(N, batch, groups, e)
+    inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in (x_c, expo, M, rate)))
+    ys = dt.new_empty(n_chunks, batch, groups, T, e) if inplace else []
     for c0 in range(0, n_chunks, per_group):
         sl = slice(c0, c0 + per_group)
-        y_g, h = _maybe_checkpoint(
-            _chunk_group, h, expo[:, sl], x_c[:, sl], B_c[:, sl], M[:, sl],
-            decay[:, sl], end_scale[:, sl], start_scale[:, sl], rate,
-        )
-        ys.append(y_g)
-    y = torch.cat(ys, 1).permute(0, 2, 4, 1, 3).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
-    last_state = h.transpose(2, 3).reshape(batch, dim, N)
+        args = (h, expo[sl], x_c[sl], B_c[:, sl], M[:, sl], decay[:, sl], end_scale[:, sl],
+                start_scale[:, sl], rate, base)
+        if inplace:
+            h = _chunk_group_inplace(*args, ys[sl])
+        else:
+            y_g, h = _maybe_checkpoint(_chunk_group, *args)
+            ys.append(y_g)
+    y = ys if inplace else torch.cat(ys)
+    y = y.permute(1, 2, 4, 0, 3).reshape(batch, dim, n_chunks * T)[..., :L]  # (b, dim, L)
+    last_state = h.permute(1, 2, 3, 0).reshape(batch, dim, N)
 
     if D is not None:
-        y = y + u.to(ct) * D.to(ct)[None, :, None]
+        y = torch.addcmul(y, u, D.to(ct)[:, None])
     if z is not None:
         y = y * F.silu(z.to(ct))
     out = y.to(u.dtype)

@@ -129,11 +129,6 @@ def selective_state_update_triton(
     (batch, dim); A: (dim, N); B, C: (batch, N) or (batch, G, N); D, dt_bias: (dim,).
     Computes in fp32 (fp64 when state, x, dt or A is fp64). Returns out (batch, dim) in x's dtype.
     """
-    if not HAS_TRITON:
-        raise BackendUnavailable("the triton step needs the triton package")
-    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
-    if state.device.type != "cuda" and not interpreting:
-        raise BackendUnavailable("the triton step needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
     batch, dim, N = state.shape
     if tuple(x.shape) != (batch, dim) or tuple(dt.shape) != (batch, dim) or tuple(A.shape) != (dim, N):
         raise BadInput(f"step shapes disagree: state {tuple(state.shape)}, x {tuple(x.shape)}, "
@@ -143,6 +138,11 @@ def selective_state_update_triton(
     groups = B3.shape[1]
     if B3.shape != (batch, groups, N) or C3.shape != B3.shape or dim % groups != 0:
         raise BadInput(f"B and C must be ({batch}, {N}) or ({batch}, G, {N}) with G dividing {dim}")
+    if not HAS_TRITON:
+        raise BackendUnavailable("the triton step needs the triton package")
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    if state.device.type != "cuda" and not interpreting:
+        raise BackendUnavailable("the triton step needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
     poison = os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"
     out = torch.full_like(x, float("nan")) if poison else torch.empty_like(x)
     block_d = 4 if interpreting else 16
