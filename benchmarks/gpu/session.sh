@@ -29,7 +29,7 @@ kernels)
   # The sequential ref costs seconds per sample at these shapes: time it once, at the anchor shape;
   # every other row still reports its error against ref (on a smaller shape where needed).
   timeout -s INT "${KP_LIMIT:-420}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
-     --impl chunked,triton,mamba_ssm,attention --rounds "${KP_ROUNDS:-1}" \
+     --impl "${KP_IMPLS:-chunked,triton,mamba_ssm,attention}" --rounds "${KP_ROUNDS:-1}" \
      --out "$R/kernel-profile-standard" --save-baseline "$R/baseline-h100.json"
   echo "[exit $? : kernel-profile standard]"
   ss kernel-profile --shape 8,1536,2048,16 --impl ref --mode fwd --dtype bf16 --device cuda \
