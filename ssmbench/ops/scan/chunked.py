@@ -14,7 +14,7 @@ so for each state index n the cumulative sum, B and C are one batched matmul ove
 [q; exp(A R) h_0] times M with M[t] = C_t [B_s (s <= t), 1], followed by a division by g and a
 sum over n; there is no step loop. R is the middle of the chunk's Dl range, so both
 exponentials stay within exp(+-EXP_LIMIT); the chunk size is halved until they do (one host
-sync per call; T = 1 is always exact). The chunk start states h_0 come from one short loop
+sync per size tried; T = 1 is always exact). The chunk start states h_0 come from one short loop
 over chunks on (N, batch, dim), fed by each chunk's end state from zero, B . q over the chunk.
 Tensors are chunk-first and channels-last: (n_chunks, batch, G, T, dim / G), state-sized ones
 with N in front, so each (n, chunk) is one contiguous matrix. The matmuls need float32 matmul
@@ -22,14 +22,15 @@ precision 'highest' (torch's default): TF32 would cost about 1e-3 relative error
 
 Chunks are processed in groups of at most GROUP_ELEMENTS state elements, so memory is bounded
 for any L. Under autograd each group is checkpointed (backward keeps the group's start state
-and recomputes the group). Without autograd a group writes into preallocated buffers one
-state index n at a time, so the ops on one n-slice follow each other while it is still in
+and recomputes the group). Without autograd a group works on preallocated buffers, N_BLOCK
+state indices n at a time, so the ops on one slice follow each other while it is still in
 cache.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -43,6 +44,12 @@ from ssmbench.ops.scan.ref import compute_dtype
 MAX_CHUNK = 64
 # state elements (batch * dim * chunk steps * N) one group of chunks works on at once
 GROUP_ELEMENTS = 2**26
+# state indices n that one op of the no-grad path works on: smaller slices stay in cache
+# between ops, larger ones take fewer kernel launches
+N_BLOCK = 1
+# device types on which the no-grad path computes the growth twice instead of keeping it (a
+# pass of writes and one of reads traded for a second power; on the CPU the power costs more)
+RECOMPUTE_GROWTH: tuple[str, ...] = ()
 # largest |exponent| inside a chunk, by compute dtype: exp(40) = 2.4e17 leaves fp32 room for
 # sums and gradients
 EXP_LIMIT = {torch.float32: 40.0, torch.float64: 300.0}
@@ -98,18 +105,19 @@ def _chunks(x: Tensor, T: int) -> Tensor:
 
 
 @torch.no_grad()
-def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
+def safe_chunk_size(dt: Tensor, scale: Tensor, T: int, nonnegative: bool = False) -> int:
     """Largest of T, T/2, ..., 1 at which no chunk's exponent exceeds EXP_LIMIT.
 
-    dt: (batch, dim, L) step sizes; scale: (dim,) max_n |A|. Reads one number back to the host.
+    dt: (batch, dim, L) step sizes (``nonnegative``: all >= 0, as after softplus, which saves
+    a pass); scale: (dim,) max_n |A|. Reads one number back to the host per T tried.
     Bounds half the range of Dl in a chunk by half the sum of |delta| after its first step (no
     cumsum: torch's innermost-dim scan took 9.1 ms at (8, 1536, 2048) on the H100)."""
     limit = EXP_LIMIT.get(dt.dtype, EXP_LIMIT[torch.float32])
-    dt = dt.abs()
+    if not nonnegative:
+        dt = dt.abs()
     while T > 1:
-        steps = _chunks(dt, T)  # (b, dim, nc, T)
-        half_range = (steps.sum(-1) - steps[..., 0]) * scale[:, None] / 2
-        if half_range.max().item() <= limit:
+        after_first = _chunks(dt, T)[..., 1:].sum(-1)  # (b, dim, nc)
+        if (after_first.amax((0, 2)) * scale).amax().item() / 2 <= limit:
             return T
         T //= 2
     return 1
@@ -118,6 +126,14 @@ def safe_chunk_size(dt: Tensor, scale: Tensor, T: int) -> int:
 def _chunk_major(x: Tensor, groups: int, T: int) -> Tensor:
     """(batch, G * k, L) -> view (n_chunks, batch, G, k, T), zero-padded along L."""
     return _chunks(x.reshape(x.shape[0], groups, -1, x.shape[-1]), T).permute(3, 0, 1, 2, 4)
+
+
+def _empty(like: Tensor, *shape: int) -> Tensor:
+    """Fresh buffer of like's dtype and device; NaN-filled when SSMBENCH_POISON_OUTPUTS=1 (tests),
+    so an element the no-grad path forgets to write cannot pass a comparison."""
+    if os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1":
+        return like.new_full(shape, float("nan"))
+    return like.new_empty(shape)
 
 
 def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple[Tensor, Tensor]:
@@ -158,9 +174,9 @@ def _chunk_group(
     # each chunk's end state from zero
     local_end = torch.matmul(B[..., None, :], terms).squeeze(-2) * end_scale  # (N, nc, b, g, e)
     starts = []
-    for c in range(x.shape[0]):
+    for le_c, decay_c in zip(local_end.unbind(1), decay.unbind(1), strict=True):
         starts.append(h)
-        h = torch.addcmul(local_end[:, c], decay[:, c], h)
+        h = torch.addcmul(le_c, decay_c, h)
     q = torch.cat([terms, (torch.stack(starts, 1) * start_scale)[..., None, :]], -2)
     return (torch.matmul(M, q) / grow).sum(0), h
 
@@ -178,34 +194,46 @@ def _chunk_group_inplace(
     base: Tensor,
     y: Tensor,
 ) -> Tensor:
-    """_chunk_group without autograd, one state index n at a time on preallocated buffers.
+    """_chunk_group without autograd, N_BLOCK state indices at a time on preallocated buffers.
 
-    Writes y (nc, b, g, T, e) and returns the end state; the arguments are _chunk_group's.
+    Writes y (nc, b, g, T, e) and returns the end state; the other arguments are _chunk_group's.
     """
     N, nc, b, g, T = B.shape
-    k, e = nc * b * g, x.shape[-1]
-    grow = x.new_empty(N, nc, b, g, T, e)
+    k, e, nb = nc * b * g, x.shape[-1], min(N_BLOCK, N)
+    keep = x.device.type not in RECOMPUTE_GROWTH
+    grow = _empty(x, N if keep else nb, k, T, e)
     # per n and chunk: the terms q_s as rows 0..T-1, then the start state as row T
-    q = x.new_empty(N, k, T + 1, e)
-    local_end = x.new_empty(N, k, 1, e)
-    B3, M3, x3 = B.reshape(N, k, 1, T), M.reshape(N, k, T, T + 1), x.view(k, T, e)
-    for n in range(N):
-        _growth(rate[n], base[n], expo, out=grow[n])
-        torch.mul(grow[n].view(k, T, e), x3, out=q[n, :, :T])
-        torch.bmm(B3[n], q[n, :, :T], out=local_end[n])
+    q = _empty(x, N, k, T + 1, e)
+    local_end = _empty(x, N, k, 1, e)
+    # views of each block of nb state indices, made once (slicing per launch costs host time)
+    ns = [(n0, min(n0 + nb, N)) for n0 in range(0, N, nb)]
+    rates, bases, qs = rate.split(nb), base.split(nb), [q[n0:n1].flatten(0, 1) for n0, n1 in ns]
+    terms = [q[n0:n1, :, :T].flatten(0, 1) for n0, n1 in ns]  # (nb * k, T, e)
+    grows = [grow[n0:n1] if keep else grow[: n1 - n0] for n0, n1 in ns]  # (nb, k, T, e)
+    Bs, Ms = B.reshape(N * k, 1, T).split(nb * k), M.reshape(N * k, T, T + 1).split(nb * k)
+    x3 = x.view(k, T, e)
+    for i, (n0, n1) in enumerate(ns):
+        _growth(rates[i], bases[i], expo, out=grows[i].view(n1 - n0, nc, b, g, T, e))
+        torch.mul(grows[i], x3, out=q[n0:n1, :, :T])
+        torch.bmm(Bs[i], terms[i], out=local_end[n0:n1].flatten(0, 1))
     local_end = local_end.view(N, nc, b, g, e).mul_(end_scale)
     starts = []
-    for c in range(nc):
+    for le_c, decay_c in zip(local_end.unbind(1), decay.unbind(1), strict=True):
         starts.append(h)
-        h = torch.addcmul(local_end[:, c], decay[:, c], h)
+        h = torch.addcmul(le_c, decay_c, h)
     torch.mul(torch.stack(starts, 1), start_scale, out=q[:, :, T].view(N, nc, b, g, e))
-    out, y3 = x.new_empty(k, T, e), y.view(k, T, e)
-    for n in range(N):
-        torch.bmm(M3[n], q[n], out=out)
-        if n == 0:
-            torch.div(out, grow[n].view(k, T, e), out=y3)
-        else:
-            y3.addcdiv_(out, grow[n].view(k, T, e))
+    out, y3 = _empty(x, nb * k, T, e), y.view(k, T, e)
+    for i, (n0, n1) in enumerate(ns):
+        torch.bmm(Ms[i], qs[i], out=out[: (n1 - n0) * k])
+        if not keep:
+            _growth(rates[i], bases[i], expo, out=grows[i].view(n1 - n0, nc, b, g, T, e))
+        # y += out / grow, one n at a time: y stays in cache while the slices stream past
+        outs = out[: (n1 - n0) * k].view(n1 - n0, k, T, e).unbind(0)
+        for n, o, gr in zip(range(n0, n1), outs, grows[i].unbind(0), strict=True):
+            if n == 0:
+                torch.div(o, gr, out=y3)
+            else:
+                y3.addcdiv_(o, gr)
     return h
 
 
@@ -244,15 +272,16 @@ def selective_scan_chunked(
     A_c = A.to(ct)
     # exp(A a) = base ** (a * scale) for any scale; scale = max_n |A| keeps base in [1/e, 1]
     scale = A_c.detach().abs().amax(-1).clamp_min(torch.finfo(ct).tiny)  # (dim,)
-    T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L))
-    A_n = A_c.view(groups, e, N).permute(2, 0, 1)[:, None, None]  # (N, 1, 1, g, e)
+    T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L), nonnegative=delta_softplus)
+    A_n = A_c.view(groups, e, N).permute(2, 0, 1).contiguous()[:, None, None]  # (N, 1, 1, g, e)
     rate = (A_n / scale.view(groups, e))[..., None, :]  # (N, 1, 1, g, 1, e)
     base = rate.exp()
 
     dt_c = _chunk_major(dt, groups, T).transpose(3, 4).contiguous()  # (nc, b, g, T, e)
     x_c = dt_c * _chunk_major(u, groups, T).transpose(3, 4)
-    B_c, C_c = (_chunks(X.reshape(batch, groups, N, L), T).permute(2, 3, 0, 1, 4).contiguous().to(ct)
-                for X in (B, C))  # (N, nc, b, g, T)
+    B_c, C_c = (
+        _chunks(X.reshape(batch, groups, N, L), T).permute(2, 3, 0, 1, 4).contiguous().to(ct) for X in (B, C)
+    )  # (N, nc, b, g, T)
     # (T, T + 1): s <= t, and the start state's column
     mask = F.pad(torch.ones(T, T, dtype=ct, device=dt.device).tril(), (0, 1), value=1.0)
     M = C_c[..., None] * F.pad(B_c, (0, 1), value=1.0)[..., None, :] * mask  # (N, nc, b, g, T, T + 1)
@@ -260,20 +289,20 @@ def selective_scan_chunked(
     # the reference point cancels exactly, so it carries no gradient
     ref = ((cum.amax(3, keepdim=True) + cum.amin(3, keepdim=True)) / 2).detach()  # (nc, b, g, 1, e)
     expo = (ref - cum) * scale.view(groups, 1, e)
-    end, ref = cum[:, :, :, -1], ref[:, :, :, 0]  # (nc, b, g, e)
-    decay = torch.exp(end * A_n)  # (N, nc, b, g, e)
-    end_scale = torch.exp((end - ref) * A_n)
-    start_scale = torch.exp(ref * A_n)
+    end, mid = cum[:, :, :, -1], ref[:, :, :, 0]  # (nc, b, g, e)
+    end_scale = torch.exp((end - mid) * A_n)  # (N, nc, b, g, e)
+    start_scale = torch.exp(mid * A_n)
+    decay = end_scale * start_scale  # exp(A Dl_T)
 
     n_chunks = dt_c.shape[0]
     per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
     h = dt.new_zeros(N, batch, groups, e)
     inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in (x_c, expo, M, rate)))
-    ys = dt.new_empty(n_chunks, batch, groups, T, e) if inplace else []
+    ys = _empty(dt, n_chunks, batch, groups, T, e) if inplace else []
     for c0 in range(0, n_chunks, per_group):
         sl = slice(c0, c0 + per_group)
-        args = (h, expo[sl], x_c[sl], B_c[:, sl], M[:, sl], decay[:, sl], end_scale[:, sl],
-                start_scale[:, sl], rate, base)
+        per_chunk = [t[:, sl] for t in (B_c, M, decay, end_scale, start_scale)]
+        args = (h, expo[sl], x_c[sl], *per_chunk, rate, base)
         if inplace:
             h = _chunk_group_inplace(*args, ys[sl])
         else:
