@@ -51,6 +51,7 @@ JOBS = [
     ("current", {"block_d": 8, "block_l": 8}),
     ("current", {"block_d": 4, "block_l": 16}),
     ("current", {"block_d": 2, "block_l": 8}),
+    ("current", {"block_d": 4, "block_l": 4}),
 ]
 
 

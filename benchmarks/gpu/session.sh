@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call runs one or more stages. Usage (on the GPU machine, from the repo root):
 #   bash benchmarks/gpu/session.sh STAGE [STAGE...]
-# Stages: kernels | variants | gate | tests | train | gen | bench. Results go under $OUT (tarred:
+# Stages: kernels | variants | chunked | gate | tests | train | gen | bench. Results go under $OUT (tarred:
 # the device tool brings back at most 8 files) and the log to $OUT/session.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -38,6 +38,10 @@ kernels)
 variants)
   # Where the Triton backward's time goes (variants and launch shapes, side by side).
   python3 benchmarks/gpu/bwd_variants.py --json "$R/bwd-variants.json"
+  ;;
+chunked)
+  # Where the chunked scan's time goes (kernel table, module constants, side by side).
+  python3 benchmarks/gpu/chunked_variants.py --json "$R/chunked-variants.json"
   ;;
 gate)
   # The --compare gate end to end: fresh baseline passes, a 2x-too-fast baseline fails.

@@ -40,6 +40,16 @@ def _linear_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _adjoint_combine(f1, q1, v1, f2, q2, v2):
+    # Reverse scan of g_t = x_t + a_{t+1} g_{t+1} over elements (a_t, 1, x_t), without a
+    # shifted copy of a. A segment [i..j] is (a_i, a_{i+1}...a_j, x_i + a_{i+1} x_{i+1} + ...);
+    # the reverse scan passes the later segment first: ([m+1..j], [i..m]) -> [i..j]. Inside a
+    # thread, q2 = 1 folds away and each step is one FMA.
+    w = q2 * f1
+    return f2, w * q1, v2 + w * v1
+
+
+@triton.jit
 def _exp2(x, FAST: tl.constexpr):
     # ex2.approx.ftz: one MUFU op; plain tl.exp2 adds denormal-range fix-ups around it
     if FAST:
@@ -157,15 +167,14 @@ def selective_scan_fwd_kernel(
 def _load_bwd_block(
     u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l, i_l, L, N, HAS_Z: tl.constexpr
 ):
-    """Raw tiles of one block for the backward: u, delta, delta one step later, z, dout
-    (BL, BD); B, C (BL, BN); the saved state at the block's start (BN, BD). Zeros outside [0, L)."""
+    """Raw tiles of one block for the backward: u, delta, z, dout (BL, BD); B, C (BL, BN);
+    the saved state at the block's start (BN, BD). Zeros outside [0, L)."""
     m_l = (o_l >= 0) & (o_l < L)
     m_n = o_n < N
     m_ld = m_l[:, None] & m_d[None, :]
     p_x = o_l[:, None] + r_x[None, :]
     b_u = tl.load(u + p_x, mask=m_ld, other=0)
     b_dt = tl.load(delta + p_x, mask=m_ld, other=0)
-    b_dt1 = tl.load(delta + p_x + 1, mask=(m_l & (o_l + 1 < L))[:, None] & m_d[None, :], other=0)
     if HAS_Z:
         b_z = tl.load(z + p_x, mask=m_ld, other=0)
     else:
@@ -175,7 +184,7 @@ def _load_bwd_block(
     b_B = tl.load(B + o_l[:, None] + r_bc[None, :], mask=m_ln, other=0)
     b_C = tl.load(C + o_l[:, None] + r_bc[None, :], mask=m_ln, other=0)
     b_h0 = tl.load(states + r_s[None, :] + i_l * N + o_n[:, None], mask=m_n[:, None] & m_d[None, :], other=0)
-    return b_u, b_dt, b_dt1, b_z, b_do, b_B, b_C, b_h0
+    return b_u, b_dt, b_z, b_do, b_B, b_C, b_h0
 
 
 @triton.jit
@@ -211,11 +220,12 @@ def selective_scan_bwd_kernel(
         b_D = tl.load(D + o_d, mask=m_d, other=0).to(ACC)
     if HAS_BIAS:
         b_bias = tl.load(delta_bias + o_d, mask=m_d, other=0).to(ACC)
-    # g: gradient of the loss w.r.t. h at the first step of the block after this one
+    # q: what the block after this one sends back to h at this block's last step,
+    # exp(delta_{t+1} A) g_{t+1} at its first step t + 1 (dlast, undecayed, after the end)
     if HAS_DLAST:
-        b_g_next = tl.load(dlast + p_nd, mask=m_nd, other=0).to(ACC)
+        b_q = tl.load(dlast + p_nd, mask=m_nd, other=0).to(ACC)
     else:
-        b_g_next = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
+        b_q = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
     # dD, d(delta_bias) partial sums keep their block shape and are summed over L once, after
     # the loop; dA's starts as a sum over L so that it has the layout of the per-block sums
     # (a plain (BN, BD) zeros would cost a layout change in every iteration)
@@ -224,7 +234,7 @@ def selective_scan_bwd_kernel(
     b_dbias_acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=ACC)
     i_l = N_BLOCKS - 1
     # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
-    q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
+    q_u, q_dt, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
         u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, i_l * BLOCK_L + o_t, i_l, L, N, HAS_Z
     )
     for i_r in tl.range(0, N_BLOCKS, num_stages=STAGES):
@@ -232,29 +242,25 @@ def selective_scan_bwd_kernel(
         o_l = i_l * BLOCK_L + o_t
         m_l = o_l < L
         m_ld = m_l[:, None] & m_d[None, :]
-        m_ld1 = (o_l + 1 < L)[:, None] & m_d[None, :]
         p_x = o_l[:, None] + r_x[None, :]
         if not PREFETCH:
-            q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
+            q_u, q_dt, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
                 u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l, i_l, L, N, HAS_Z
             )
-        b_u, b_dt_raw, b_dt1, b_z = q_u.to(ACC), q_dt.to(ACC), q_dt1.to(ACC), q_z.to(ACC)
+        b_u, b_dt_raw, b_z = q_u.to(ACC), q_dt.to(ACC), q_z.to(ACC)
         b_do, b_B, b_C, b_h0 = q_do.to(ACC), q_B.to(ACC), q_C.to(ACC), q_h0.to(ACC)
         if PREFETCH:
             # issue the previous block's loads now (past the start: nothing but a redundant state load)
-            q_u, q_dt, q_dt1, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
+            q_u, q_dt, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
                 u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, o_l - BLOCK_L,
                 tl.where(i_l > 0, i_l - 1, 0), L, N, HAS_Z,
             )
         if HAS_BIAS:
             b_dt_raw += b_bias[None, :]
-            b_dt1 += b_bias[None, :]
         b_dt = b_dt_raw
         if SOFTPLUS:
             b_dt = _softplus(b_dt_raw)
-            b_dt1 = _softplus(b_dt1)
         b_dt = tl.where(m_ld, b_dt, 0.0)
-        b_dt1 = tl.where(m_ld1, b_dt1, 0.0)
 
         # recompute h_t inside the block from the saved state at its start
         b_dtu = b_dt * b_u
@@ -278,13 +284,16 @@ def selective_scan_bwd_kernel(
                      mask=m_ld)
         b_hp = b_hs - b_dBu
 
-        # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end
-        # (g_next, the adjoint carried from the block after, folded into the last step's input)
-        b_dA1 = _exp2(b_dt1[:, None, :] * b_A2[None, :, :], FAST_EXP)
+        # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end over this
+        # block's own decays (q, from the block after, folded into the last step's input)
         b_gx = b_C[:, :, None] * b_dy[:, None, :]
-        b_gx += tl.where((o_t == BLOCK_L - 1)[:, None, None], b_dA1 * b_g_next[None, :, :], 0.0)
-        _, b_g = tl.associative_scan((b_dA1, b_gx), axis=0, combine_fn=_linear_combine, reverse=True)
-        b_g_next = tl.sum(tl.where((o_t == 0)[:, None, None], b_g, 0.0), axis=0)
+        b_gx += tl.where((o_t == BLOCK_L - 1)[:, None, None], b_q[None, :, :], 0.0)
+        # (a forward scan between flips: Triton's reverse=True also reverses the lanes of the
+        # warp, 16 shuffles per operand, while a flip along the in-thread L axis is free)
+        _, _, b_g = tl.associative_scan((tl.flip(b_dA, 0), tl.full(b_dA.shape, 1.0, ACC), tl.flip(b_gx, 0)),
+                                        axis=0, combine_fn=_adjoint_combine)
+        b_g = tl.flip(b_g, 0)
+        b_q = tl.sum(tl.where((o_t == 0)[:, None, None], b_dA * b_g, 0.0), axis=0)
         tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln, sem="relaxed")
 
         b_gh = b_g * b_hp

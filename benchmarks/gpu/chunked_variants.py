@@ -1,0 +1,104 @@
+"""Where the chunked scan's time goes on the GPU: a kernel table and variants side by side.
+
+    PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu/chunked_variants.py [--json PATH]
+
+At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (the issue-2 shape): first the
+torch.profiler kernel table of one no-grad forward of ``ssmbench.ops.scan.chunked``, then the
+forward (no grad) with other values of its module constants (``GROUP_ELEMENTS``, the state
+elements one group of chunks works on; ``MAX_CHUNK``), each checked against ref on a small
+shape first. Median / p20 / p80 of CUDA-event samples with L2 flushed (ssmbench.bench.timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ssmbench.bench.timing import benchmark
+from ssmbench.ops.scan import chunked
+from ssmbench.ops.scan.ref import selective_scan_ref
+from tests.helpers import rel_err
+from tests.ops.scan_cases import NAMES, Case, make_inputs
+
+DEV = torch.device("cuda")
+MAIN = (8, 1536, 2048, 16)
+# (label, module constants)
+VARIANTS = [
+    ("default", {}),
+    ("group 2^22", {"GROUP_ELEMENTS": 2**22}),
+    ("group 2^24", {"GROUP_ELEMENTS": 2**24}),
+    ("group 2^28", {"GROUP_ELEMENTS": 2**28}),
+    ("chunk 32", {"MAX_CHUNK": 32}),
+    ("chunk 128", {"MAX_CHUNK": 128}),
+    ("compiled group", {"_chunk_group": "compile"}),
+]
+
+
+def inputs(seed: int = 0) -> list[torch.Tensor]:
+    b, d, L, n = MAIN
+    g = torch.Generator(device=DEV).manual_seed(seed)
+    bf = dict(device=DEV, dtype=torch.bfloat16)
+    x = {
+        "u": torch.randn(b, d, L, generator=g, **bf), "delta": torch.randn(b, d, L, generator=g, **bf) * 0.5,
+        "A": -torch.arange(1, n + 1, device=DEV, dtype=torch.float32).repeat(d, 1),
+        "B": torch.randn(b, n, L, generator=g, **bf), "C": torch.randn(b, n, L, generator=g, **bf),
+        "D": torch.randn(d, generator=g, device=DEV), "z": torch.randn(b, d, L, generator=g, **bf),
+        "delta_bias": torch.expm1(torch.rand(d, generator=g, device=DEV) * 0.099 + 0.001).log(),
+    }
+    return [x[k] for k in NAMES]
+
+
+def with_constants(consts: dict):
+    """Set module constants (``"compile"``: that function through torch.compile); returns the old ones."""
+    old = {k: getattr(chunked, k) for k in consts}
+    for k, v in consts.items():
+        setattr(chunked, k, torch.compile(old[k], dynamic=False) if v == "compile" else v)
+    return old
+
+
+def check() -> float:
+    x = make_inputs(Case(2, 64, 333, 16, dtype=torch.float32), 3, DEV)
+    out = chunked.selective_scan_chunked(*[x[k] for k in NAMES], True)
+    ref = selective_scan_ref(*[x[k].double() for k in NAMES], True)
+    return rel_err(out, ref)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    rows: list[dict] = []
+    x = inputs()
+    with torch.no_grad():
+        chunked.selective_scan_chunked(*x, True)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA,
+                                                torch.profiler.ProfilerActivity.CPU]) as prof:
+            chunked.selective_scan_chunked(*x, True)
+            torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
+    print(table)
+    rows.append({"kind": "profile", "table": table})
+    for name, consts in VARIANTS:
+        old = with_constants(consts)
+        try:
+            err = check()
+            with torch.no_grad():
+                t = benchmark(lambda: chunked.selective_scan_chunked(*x, True), device=DEV)
+        except Exception as e:  # noqa: BLE001 - one failing variant must not cost the run
+            print(f"chunked fwd {name:14s} ERROR {type(e).__name__}: {e}"[:400])
+            continue
+        finally:
+            with_constants(old)
+        rows.append({"kind": "time", "label": name, "rel_err": err, "median_ms": t.median, "p20_ms": t.p20,
+                     "p80_ms": t.p80, "n": t.n})
+        print(f"chunked fwd {name:14s} {t.median:8.3f} ms [{t.p20:.3f}, {t.p80:.3f}] n={t.n} err {err:.1e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
