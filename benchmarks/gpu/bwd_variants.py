@@ -47,11 +47,11 @@ JOBS = [
     *((name, {}) for name in OLD),
     ("store", {}),
     ("no-dbc", {}),
-    ("current", {"block_d": 8, "block_l": 4}),
+    ("current", {"block_d": 4, "block_l": 8}),
     ("current", {"block_d": 8, "block_l": 8}),
-    ("current", {"block_d": 4, "block_l": 16}),
-    ("current", {"block_d": 2, "block_l": 8}),
-    ("current", {"block_d": 4, "block_l": 4}),
+    ("current", {"block_d": 8, "block_l": 16}),
+    ("current", {"block_d": 4, "block_l": 32}),
+    ("current", {"block_d": 2, "block_l": 16}),
 ]
 
 

@@ -3,10 +3,11 @@
     PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu/chunked_variants.py [--json PATH]
 
 At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (the issue-2 shape): first the
-torch.profiler kernel table of one no-grad forward of ``ssmbench.ops.scan.chunked``, then the
-forward (no grad) with other values of its module constants (``GROUP_ELEMENTS``, the state
-elements one group of chunks works on; ``MAX_CHUNK``), each checked against ref on a small
-shape first. Median / p20 / p80 of CUDA-event samples with L2 flushed (ssmbench.bench.timing).
+torch.profiler kernel tables of one no-grad forward of ``ssmbench.ops.scan.chunked``, eager
+and compiled, then the forward (no grad) eager and through torch.compile with other values of
+its module constants (``GROUP_ELEMENTS``, the state elements one group of chunks works on;
+``MAX_CHUNK``), each checked against ref on a small shape first. Median / p20 / p80 of
+CUDA-event samples with L2 flushed (ssmbench.bench.timing).
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from tests.ops.scan_cases import NAMES, Case, make_inputs
 
 DEV = torch.device("cuda")
 MAIN = (8, 1536, 2048, 16)
-# (label, module constants)
+# (label, module constants, compile)
 VARIANTS = [
-    ("default", {}),
-    ("group 2^22", {"GROUP_ELEMENTS": 2**22}),
-    ("group 2^24", {"GROUP_ELEMENTS": 2**24}),
-    ("group 2^28", {"GROUP_ELEMENTS": 2**28}),
-    ("chunk 32", {"MAX_CHUNK": 32}),
-    ("chunk 128", {"MAX_CHUNK": 128}),
-    ("compiled group", {"_chunk_group": "compile"}),
+    ("eager", {}, False),
+    ("compiled", {}, True),
+    ("compiled group 2^24", {"GROUP_ELEMENTS": 2**24}, True),
+    ("compiled group 2^25", {"GROUP_ELEMENTS": 2**25}, True),
+    ("compiled group 2^27", {"GROUP_ELEMENTS": 2**27}, True),
+    ("compiled group 2^28", {"GROUP_ELEMENTS": 2**28}, True),
+    ("compiled chunk 32", {"MAX_CHUNK": 32}, True),
+    ("compiled chunk 128", {"MAX_CHUNK": 128}, True),
 ]
 
 
@@ -52,16 +54,17 @@ def inputs(seed: int = 0) -> list[torch.Tensor]:
 
 
 def with_constants(consts: dict):
-    """Set module constants (``"compile"``: that function through torch.compile); returns the old ones."""
+    """Set module constants; returns the old ones."""
     old = {k: getattr(chunked, k) for k in consts}
     for k, v in consts.items():
-        setattr(chunked, k, torch.compile(old[k], dynamic=False) if v == "compile" else v)
+        setattr(chunked, k, v)
     return old
 
 
-def check() -> float:
+def check(compile: bool) -> float:
     x = make_inputs(Case(2, 64, 333, 16, dtype=torch.float32), 3, DEV)
-    out = chunked.selective_scan_chunked(*[x[k] for k in NAMES], True)
+    with torch.no_grad():
+        out = chunked.selective_scan_chunked(*[x[k] for k in NAMES], True, compile=compile)
     ref = selective_scan_ref(*[x[k].double() for k in NAMES], True)
     return rel_err(out, ref)
 
@@ -72,22 +75,23 @@ def main() -> None:
     args = ap.parse_args()
     rows: list[dict] = []
     x = inputs()
-    with torch.no_grad():
-        chunked.selective_scan_chunked(*x, True)
-        torch.cuda.synchronize()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA,
-                                                torch.profiler.ProfilerActivity.CPU]) as prof:
-            chunked.selective_scan_chunked(*x, True)
+    for compile in (False, True):
+        with torch.no_grad():
+            chunked.selective_scan_chunked(*x, True, compile=compile)
             torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
-    print(table)
-    rows.append({"kind": "profile", "table": table})
-    for name, consts in VARIANTS:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                chunked.selective_scan_chunked(*x, True, compile=compile)
+                torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=20, max_name_column_width=70)
+        print("compiled" if compile else "eager", table, sep="\n")
+        rows.append({"kind": "profile", "compile": compile, "table": table})
+    for name, consts, compile in VARIANTS:
         old = with_constants(consts)
         try:
-            err = check()
+            err = check(compile)
             with torch.no_grad():
-                t = benchmark(lambda: chunked.selective_scan_chunked(*x, True), device=DEV)
+                t = benchmark(lambda c=compile: chunked.selective_scan_chunked(*x, True, compile=c),
+                              device=DEV)
         except Exception as e:  # noqa: BLE001 - one failing variant must not cost the run
             print(f"chunked fwd {name:14s} ERROR {type(e).__name__}: {e}"[:400])
             continue

@@ -13,11 +13,13 @@ from torch import Tensor
 
 @dataclass
 class Problem:
-    """``run()`` is the timed call (inputs already built). Enter ``context()`` around it."""
+    """``run()`` is the timed call (inputs already built). Enter ``context()`` around it.
+    ``label``: what the row's backend column shows, when more than the backend's name."""
 
     run: Callable[[], object]
     backend: str
     context: Callable[[], contextlib.AbstractContextManager[Any]] = field(default=contextlib.nullcontext)
+    label: str = ""
 
 
 def generator(device: torch.device, seed: int) -> torch.Generator:

@@ -15,6 +15,7 @@ from torch import Tensor
 # The public ops dispatch (resolve_backend) inspects the installed packages on every call,
 # which would be timed with the kernel: resolve once, then call the backend directly.
 from ssmbench.ops import resolve_backend, scan_impl, step_impl
+from ssmbench.ops.scan.chunked import chunked_mode
 from ssmbench.ops.scan.counts import ScanShape
 from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.scan.step import selective_state_update_ref
@@ -78,6 +79,11 @@ def _step_call(fn: Callable[..., object], state: Tensor, x: dict[str, Tensor]) -
               **args, dt_softplus=True)
 
 
+def _label(backend: str, u: Tensor, needs_grad: bool) -> str:
+    """The chunked backend runs eager or through torch.compile; its rows say which."""
+    return f"chunked ({chunked_mode(u, needs_grad)})" if backend == "chunked" else backend
+
+
 def scan_problem(spec: RowSpec, device: torch.device, seed: int) -> Problem:
     """The timed call of backend ``spec.impl`` in ``spec.mode`` (inputs built here)."""
     op = "step" if spec.mode == "step" else "scan"
@@ -91,14 +97,14 @@ def scan_problem(spec: RowSpec, device: torch.device, seed: int) -> Problem:
     grad = spec.mode == "fwd_bwd"
     x = scan_inputs(spec, device, seed, grad)
     if not grad:
-        return Problem(run=lambda: _scan_call(fn, x), backend=backend)
+        return Problem(run=lambda: _scan_call(fn, x), backend=backend, label=_label(backend, x["u"], False))
     leaves = tuple(x[k] for k in SCAN_ARGS)
     dout = randn((spec.batch, spec.dim, spec.seqlen), generator(device, seed + 1), device, x["u"].dtype)
 
     def fwd_bwd() -> object:
         return torch.autograd.grad(_scan_call(fn, x), leaves, dout)
 
-    return Problem(run=fwd_bwd, backend=backend)
+    return Problem(run=fwd_bwd, backend=backend, label=_label(backend, x["u"], True))
 
 
 def check_spec(spec: RowSpec, device: torch.device) -> RowSpec | None:

@@ -119,7 +119,7 @@ def measure_row(
     result = RowResult(spec, status="ok")
     try:
         problem = (attention_problem if spec.is_attention else scan_problem)(spec, device, rseed)
-        result.backend = problem.backend
+        result.backend = problem.label or problem.backend
         with problem.context():
             if check:
                 result.rel_err, result.rel_err_on = check_row(spec, device, rseed + 2, problem.backend)

@@ -80,3 +80,31 @@ def test_strong_decay_stays_finite_fp32():
     ref_out, ref_last = selective_scan(*args, return_last_state=True, backend="ref")
     assert_close(out, ref_out, 1e-5, "out")
     assert_close(last, ref_last, 1e-5, "last state")
+
+
+def test_chunked_mode(monkeypatch):
+    u = torch.zeros(1, 2, 3)
+    assert chunked.chunked_mode(u, needs_grad=False) == "eager"  # CPU: eager unless asked
+    assert chunked.chunked_mode(u, needs_grad=False, compile=True) == "compiled"
+    with pytest.raises(BadInput):
+        chunked.chunked_mode(u, needs_grad=True, compile=True)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    assert chunked.chunked_mode(u, needs_grad=False) == "compiled"
+    assert chunked.chunked_mode(u, needs_grad=True) == "eager"
+    monkeypatch.setenv("SSMBENCH_CHUNKED_COMPILE", "0")
+    assert chunked.chunked_mode(u, needs_grad=False) == "eager"
+
+
+def test_compiled_chunks_match_ref_and_last_state():
+    # the torch.compile path (the default on CUDA without autograd), here through inductor's CPU
+    # code generation: one grouped case at an odd length with several chunk groups
+    case = Case(2, 8, 70, 4, groups=2, dtype=torch.float32)
+    x = make_inputs(case, seed=11)
+    args = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    with torch.no_grad():
+        out, last = selective_scan_chunked(*args, True, True, chunk_size=16, compile=True)
+        eager_out = selective_scan_chunked(*args, True, chunk_size=16, compile=False)
+    ref, ref_last = selective_scan(*[a.double() for a in args], True, True, backend="ref")
+    assert_close(out, ref, 1e-5, "compiled out")
+    assert_close(last, ref_last, 1e-5, "compiled last state")
+    assert_close(out, eager_out, 1e-5, "compiled vs eager")

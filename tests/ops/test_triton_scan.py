@@ -67,5 +67,5 @@ def test_triton_config_checks():
 def test_default_config(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     cfg = default_config()
-    assert (cfg.fwd.block_d, cfg.fwd.block_l, cfg.bwd.block_d, cfg.bwd.block_l) == (16, 8, 4, 8)
+    assert (cfg.fwd.block_d, cfg.fwd.block_l, cfg.bwd.block_d, cfg.bwd.block_l) == (16, 8, 4, 16)
     assert cfg.bwd.block_l % cfg.fwd.block_l == 0

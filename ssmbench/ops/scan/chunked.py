@@ -15,11 +15,19 @@ and y_t = C_t . h_t is a batched matrix-vector product. All tensors are time-maj
 Chunks are processed in groups of at most GROUP_ELEMENTS state elements, so memory is bounded
 for any L; under autograd each group is checkpointed (backward keeps the group's start state
 and recomputes the group).
+
+Eager PyTorch writes and reads every (batch, T, dim, N) intermediate of a group in memory, about
+twelve passes. On CUDA, a call that needs no gradient runs the same code (``_scan_chunks``)
+through ``torch.compile``, which fuses those passes (``compile=`` or SSMBENCH_CHUNKED_COMPILE=0
+turn it off; ``chunked_mode`` says which one a call takes). The first call at a new shape pays
+the compilation (tens of seconds).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -36,6 +44,8 @@ GROUP_ELEMENTS = 2**26
 # largest |exponent| inside a chunk, by compute dtype: exp(40) = 2.4e17 leaves fp32 room for
 # sums and gradients
 EXP_LIMIT = {torch.float32: 40.0, torch.float64: 300.0}
+# shapes one process may compile the chunk pipeline for (compiled mode)
+RECOMPILE_LIMIT = 64
 
 
 def scan_shapes(
@@ -109,6 +119,30 @@ def _time_major(x: Tensor, batch: int, groups: int, T: int) -> Tensor:
     return x.permute(0, 3, 4, 1, 2).contiguous()
 
 
+def chunked_mode(u: Tensor, needs_grad: bool, compile: bool | None = None) -> str:
+    """'compiled' or 'eager': how ``selective_scan_chunked`` runs a call on u's device.
+    compile None: compiled on CUDA when no gradient is needed, unless SSMBENCH_CHUNKED_COMPILE=0."""
+    if compile is None:
+        compile = u.is_cuda and not needs_grad and os.environ.get("SSMBENCH_CHUNKED_COMPILE", "1") != "0"
+    if compile and needs_grad:
+        raise BadInput("the compiled chunked scan runs without autograd only (compile=False under autograd)")
+    return "compiled" if compile else "eager"
+
+
+@functools.cache
+def _compiled_scan_chunks() -> Callable[..., tuple[Tensor, Tensor]]:
+    return torch.compile(_scan_chunks, dynamic=False)
+
+
+def _scan_chunks_compiled(*args: object) -> tuple[Tensor, Tensor]:
+    """``_scan_chunks`` through torch.compile, one graph per shape: past dynamo's recompile limit
+    (8 by default) a function silently falls back to eager, so a sweep raises the limit."""
+    cfg = torch._dynamo.config
+    name = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"
+    with cfg.patch({name: max(getattr(cfg, name), RECOMPILE_LIMIT)}):
+        return _compiled_scan_chunks()(*args)
+
+
 def _maybe_checkpoint(fn: Callable[..., tuple[Tensor, Tensor]], *args: Tensor) -> tuple[Tensor, Tensor]:
     if torch.is_grad_enabled() and any(a.requires_grad for a in args):
         return checkpoint(fn, *args, use_reentrant=False)
@@ -145,6 +179,50 @@ def _chunk_group(
     return y, h
 
 
+def _scan_chunks(
+    dt: Tensor, u: Tensor, A: Tensor, B: Tensor, C: Tensor, scale: Tensor, T: int, groups: int
+) -> tuple[Tensor, Tensor]:
+    """The scan once the chunk size T is fixed, all in the compute dtype.
+
+    dt, u: (batch, dim, L) step sizes (bias and softplus applied) and inputs; A: (dim, N);
+    B, C: (batch, G, N, L) or (batch, N, L); scale: (dim,) max_n |A|. Returns y = C . h
+    (batch, dim, L), before D and z, and the last state (batch, dim, N).
+    """
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    e = dim // groups
+    base = torch.exp(A / scale[:, None]).view(groups, e, N)
+    A_g = A.view(groups, e, N)
+
+    dt_t = _time_major(dt, batch, groups, T)  # (b, nc, T, g, e)
+    x_t = dt_t * _time_major(u, batch, groups, T)
+    B_t = _time_major(B.reshape(batch, groups * N, L), batch, groups, T)  # (b, nc, T, g, N)
+    C_t = _time_major(C.reshape(batch, groups * N, L), batch, groups, T)
+    cum = dt_t.cumsum(2)  # (b, nc, T, g, e)
+    # the reference point cancels exactly, so it carries no gradient
+    ref = ((cum.amax(2, keepdim=True) + cum.amin(2, keepdim=True)) / 2).detach()  # (b, nc, 1, g, e)
+    expo = (cum - ref) * scale.view(groups, e)
+    decay = torch.exp(cum[:, :, -1, :, :, None] * A_g)  # (b, nc, g, e, N)
+    end_scale = torch.exp((cum[:, :, -1] - ref[:, :, 0])[..., None] * A_g)
+    start_scale = torch.exp(ref[:, :, 0, :, :, None] * A_g)
+
+    n_chunks = dt_t.shape[1]
+    per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
+    h = u.new_zeros(batch, groups, e, N)
+    ys = []
+    for c0 in range(0, n_chunks, per_group):
+        sl = slice(c0, c0 + per_group)
+        y_g, h = _maybe_checkpoint(
+            _chunk_group, h, expo[:, sl], x_t[:, sl], B_t[:, sl], C_t[:, sl],
+            decay[:, sl], end_scale[:, sl], start_scale[:, sl], base,
+        )
+        ys.append(y_g)
+    y = torch.cat(ys, 1).reshape(batch, n_chunks * T, dim).transpose(1, 2)[..., :L]  # (b, dim, L)
+    last_state = h.reshape(batch, dim, N)
+
+    return y, last_state
+
+
 def selective_scan_chunked(
     u: Tensor,
     delta: Tensor,
@@ -158,6 +236,7 @@ def selective_scan_chunked(
     return_last_state: bool = False,
     *,
     chunk_size: int | None = None,
+    compile: bool | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan in chunks (mamba_ssm ``selective_scan_fn`` contract).
 
@@ -166,12 +245,12 @@ def selective_scan_chunked(
     (batch, dim, L) in u's dtype, and with ``return_last_state`` the final state
     (batch, dim, N) in the compute dtype. ``chunk_size``: the largest T to use, default
     ``default_chunk_size(L)``; it is halved where a chunk's decay would leave EXP_LIMIT.
+    ``compile``: run the chunks through torch.compile (no autograd); default ``chunked_mode``'s.
     """
     batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size is not None and chunk_size < 1:
         raise BadInput(f"chunk_size must be positive, got {chunk_size}")
     ct = compute_dtype(u, delta, A, B, C)
-    e = dim // groups
 
     dt = delta.to(ct)
     if delta_bias is not None:
@@ -182,34 +261,12 @@ def selective_scan_chunked(
     # exp(A a) = base ** (a * scale) for any scale; scale = max_n |A| keeps base in [1/e, 1]
     scale = A_c.detach().abs().amax(-1).clamp_min(torch.finfo(ct).tiny)  # (dim,)
     T = safe_chunk_size(dt.detach(), scale, chunk_size or default_chunk_size(L))
-    base = torch.exp(A_c / scale[:, None]).view(groups, e, N)
-    A_g = A_c.view(groups, e, N)
 
-    dt_t = _time_major(dt, batch, groups, T)  # (b, nc, T, g, e)
-    x_t = dt_t * _time_major(u.to(ct), batch, groups, T)
-    B_t = _time_major(B.to(ct).reshape(batch, groups * N, L), batch, groups, T)  # (b, nc, T, g, N)
-    C_t = _time_major(C.to(ct).reshape(batch, groups * N, L), batch, groups, T)
-    cum = dt_t.cumsum(2)  # (b, nc, T, g, e)
-    # the reference point cancels exactly, so it carries no gradient
-    ref = ((cum.amax(2, keepdim=True) + cum.amin(2, keepdim=True)) / 2).detach()  # (b, nc, 1, g, e)
-    expo = (cum - ref) * scale.view(groups, e)
-    decay = torch.exp(cum[:, :, -1, :, :, None] * A_g)  # (b, nc, g, e, N)
-    end_scale = torch.exp((cum[:, :, -1] - ref[:, :, 0])[..., None] * A_g)
-    start_scale = torch.exp(ref[:, :, 0, :, :, None] * A_g)
-
-    n_chunks = dt_t.shape[1]
-    per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
-    h = u.new_zeros(batch, groups, e, N, dtype=ct)
-    ys = []
-    for c0 in range(0, n_chunks, per_group):
-        sl = slice(c0, c0 + per_group)
-        y_g, h = _maybe_checkpoint(
-            _chunk_group, h, expo[:, sl], x_t[:, sl], B_t[:, sl], C_t[:, sl],
-            decay[:, sl], end_scale[:, sl], start_scale[:, sl], base,
-        )
-        ys.append(y_g)
-    y = torch.cat(ys, 1).reshape(batch, n_chunks * T, dim).transpose(1, 2)[..., :L]  # (b, dim, L)
-    last_state = h.reshape(batch, dim, N)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, delta_bias)
+    )
+    scan = _scan_chunks_compiled if chunked_mode(u, needs_grad, compile) == "compiled" else _scan_chunks
+    y, last_state = scan(dt, u.to(ct), A_c, B.to(ct), C.to(ct), scale, T, groups)
 
     if D is not None:
         y = y + u.to(ct) * D.to(ct)[None, :, None]

@@ -367,11 +367,11 @@ def _interpreting() -> bool:
 
 def default_config() -> TritonScanConfig:
     """Launch shapes chosen on an H100 (sweeps in docs/kernels.md): forward 16 channels x 8
-    steps, backward 4 channels x 8 steps, one warp each. Under the interpreter: small blocks,
+    steps, backward 4 channels x 16 steps, one warp each. Under the interpreter: small blocks,
     and a backward block of two forward blocks, so tests cover saving every other state."""
     if _interpreting():
         return TritonScanConfig(LaunchShape(block_d=4, block_l=8), LaunchShape(block_d=4, block_l=16))
-    return TritonScanConfig(LaunchShape(block_d=16, block_l=8), LaunchShape(block_d=4, block_l=8))
+    return TritonScanConfig(LaunchShape(block_d=16, block_l=8), LaunchShape(block_d=4, block_l=16))
 
 
 def _fit_block_d(block_d: int, dim: int, groups: int) -> int:
