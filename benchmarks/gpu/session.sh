@@ -40,7 +40,10 @@ variants)
   python3 benchmarks/gpu/bwd_variants.py --json "$R/bwd-variants.json"
   ;;
 chunked)
-  # Where the chunked scan's time goes (kernel table, module constants, side by side).
+  # The chunked scan at the anchor shape (forward compiled, forward+backward eager), then where
+  # its time goes (kernel tables, module constants, side by side).
+  ss kernel-profile --shape 8,1536,2048,16 --impl chunked --mode fwd,fwd_bwd --dtype bfloat16 --device cuda \
+     --rounds 2 --out "$R/kernel-profile-chunked"
   python3 benchmarks/gpu/chunked_variants.py --json "$R/chunked-variants.json"
   ;;
 gate)

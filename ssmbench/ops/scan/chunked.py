@@ -41,6 +41,9 @@ from ssmbench.ops.scan.ref import compute_dtype
 MAX_CHUNK = 64
 # state elements (batch * dim * chunk steps * N) one group of chunks works on at once
 GROUP_ELEMENTS = 2**26
+# the same under torch.compile, whose fused kernels keep fewer group-sized buffers (H100, (8, 1536,
+# 2048, 16): 8.70 ms at 2^28 against 9.08 ms at 2^26; benchmarks/gpu/chunked_variants.py)
+COMPILED_GROUP_ELEMENTS = 2**28
 # largest |exponent| inside a chunk, by compute dtype: exp(40) = 2.4e17 leaves fp32 room for
 # sums and gradients
 EXP_LIMIT = {torch.float32: 40.0, torch.float64: 300.0}
@@ -153,9 +156,9 @@ def _chunk_starts(h: Tensor, decay: Tensor, local_end: Tensor) -> tuple[Tensor, 
     """Start state of every chunk of a group, and the group's end state.
 
     h: (b, g, e, N) state before the group; decay, local_end: (b, nc, g, e, N), each chunk's
-    decay exp(A Dl_T) and end state from zero. A Hillis-Steele scan over chunks (log2(nc)
-    steps of whole-tensor ops, so a long group is a few launches, not one per chunk, and
-    torch.compile sees no nc-deep chain of dependent updates). Returns (b, nc, g, e, N), (b, g, e, N).
+    decay exp(A Dl_T) and end state from zero. A Hillis-Steele scan over chunks: log2(nc)
+    steps of whole-tensor ops, no nc-deep chain of dependent updates. Returns (b, nc, g, e, N),
+    (b, g, e, N).
     """
     a, x = decay, local_end
     k = 1
@@ -185,13 +188,21 @@ def _chunk_group(
     expo, x: (b, nc, T, g, e), the exponent (Dl - R) * max_n|A| and delta * u; B, C: (b, nc, T, g, N);
     decay, end_scale, start_scale: (b, nc, g, e, N), exp(A Dl_T), exp(A (Dl_T - R)), exp(A R);
     base: (g, e, N), exp(A / max_n|A|), so that base ** expo = exp(A (Dl - R)).
-    fused: contract with C as a product and a sum, which torch.compile fuses into the cumsum's
-    kernel; eager, a batched matrix-vector product is one pass instead of two.
+    fused (under torch.compile): chunk starts by ``_chunk_starts`` (inductor would inline a
+    chain of nc dependent updates), and the contraction with C as a product and a sum, which
+    fuses into the cumsum's kernel; eager, a batched matrix-vector product is one pass, not two.
     """
     inv = torch.pow(base, -expo[..., None])  # (b, nc, T, g, e, N): exp(-A (Dl - R))
     terms = inv * B[:, :, :, :, None] * x[..., None]  # (b, nc, T, g, e, N)
     local_end = terms.sum(2) * end_scale  # (b, nc, g, e, N): each chunk's end state from zero
-    starts, h = _chunk_starts(h, decay, local_end)
+    if fused:
+        starts, h = _chunk_starts(h, decay, local_end)
+    else:  # eager: one small addcmul per chunk beats log2(nc) steps of whole-group copies
+        chunk_starts = []
+        for c in range(expo.shape[1]):
+            chunk_starts.append(h)
+            h = torch.addcmul(local_end[:, c], decay[:, c], h)
+        starts = torch.stack(chunk_starts, 1)
     terms[:, :, 0] += starts * start_scale
     states = terms.cumsum(2) / inv  # (b, nc, T, g, e, N)
     if fused:
@@ -231,7 +242,7 @@ def _scan_chunks(
     start_scale = torch.exp(ref[:, :, 0, :, :, None] * A_g)
 
     n_chunks = dt_t.shape[1]
-    per_group = max(1, GROUP_ELEMENTS // (batch * dim * N * T))
+    per_group = max(1, (COMPILED_GROUP_ELEMENTS if fused else GROUP_ELEMENTS) // (batch * dim * N * T))
     h = u.new_zeros(batch, groups, e, N)
     ys = []
     for c0 in range(0, n_chunks, per_group):
