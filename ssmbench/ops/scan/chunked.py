@@ -42,7 +42,7 @@ MAX_CHUNK = 64
 # state elements (batch * dim * chunk steps * N) one group of chunks works on at once
 GROUP_ELEMENTS = 2**26
 # the same under torch.compile, whose fused kernels keep fewer group-sized buffers (H100, (8, 1536,
-# 2048, 16): 8.70 ms at 2^28 against 9.08 ms at 2^26; benchmarks/gpu/chunked_variants.py)
+# 2048, 16): 8.656 ms at 2^28 against 8.891 ms at 2^26; results/dev/chunked-variants-h100.json)
 COMPILED_GROUP_ELEMENTS = 2**28
 # largest |exponent| inside a chunk, by compute dtype: exp(40) = 2.4e17 leaves fp32 room for
 # sums and gradients
