@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.gpu import bwd_variants
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan import chunked
 from ssmbench.ops.scan.ref import selective_scan_ref
 from tests.helpers import rel_err
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 
-DEV = torch.device("cuda")
-MAIN = (8, 1536, 2048, 16)
+DEV = bwd_variants.DEV
 # (label, module constants, compile)
 VARIANTS = [
     ("eager", {}, False),
@@ -34,18 +34,10 @@ VARIANTS = [
 ]
 
 
-def inputs(seed: int = 0) -> list[torch.Tensor]:
-    b, d, L, n = MAIN
-    g = torch.Generator(device=DEV).manual_seed(seed)
-    bf = dict(device=DEV, dtype=torch.bfloat16)
-    x = {
-        "u": torch.randn(b, d, L, generator=g, **bf), "delta": torch.randn(b, d, L, generator=g, **bf) * 0.5,
-        "A": -torch.arange(1, n + 1, device=DEV, dtype=torch.float32).repeat(d, 1),
-        "B": torch.randn(b, n, L, generator=g, **bf), "C": torch.randn(b, n, L, generator=g, **bf),
-        "D": torch.randn(d, generator=g, device=DEV), "z": torch.randn(b, d, L, generator=g, **bf),
-        "delta_bias": torch.expm1(torch.rand(d, generator=g, device=DEV) * 0.099 + 0.001).log(),
-    }
-    return [x[k] for k in NAMES]
+def inputs() -> list[torch.Tensor]:
+    """bwd_variants' inputs (bf16, S4D-real A = -(1..16), dt in about [0.001, 0.1]), no grad."""
+    x = bwd_variants.inputs()
+    return [x[k].detach() for k in NAMES]
 
 
 def with_constants(consts: dict):

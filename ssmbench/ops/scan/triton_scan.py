@@ -10,7 +10,8 @@ h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t is one ``tl.associative_scan`` al
 The (batch, dim, L, N) state never goes to memory. Under autograd the forward also writes
 the state at the start of every backward block (fp32, L / bwd.block_l of them); the
 backward walks its blocks in reverse, recomputes the states inside a block from the saved
-one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} as a reversed scan.
+one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the block's end
+(a forward scan between flips of L, over the block's own decays).
 dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics;
 dA, dD and d(delta_bias) are written per batch row and summed after. Design notes and
 H100 measurements: docs/kernels.md.
