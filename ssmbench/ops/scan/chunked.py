@@ -301,10 +301,11 @@ def selective_scan_chunked(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, delta_bias)
     )
     scan = _scan_chunks_compiled if chunked_mode(u, needs_grad, compile) == "compiled" else _scan_chunks
-    y, last_state = scan(dt, u.to(ct), A_c, B.to(ct), C.to(ct), scale, T, groups)
+    u_c = u.to(ct)  # one copy for the scan and the D skip
+    y, last_state = scan(dt, u_c, A_c, B.to(ct), C.to(ct), scale, T, groups)
 
     if D is not None:
-        y = y + u.to(ct) * D.to(ct)[None, :, None]
+        y = y + u_c * D.to(ct)[None, :, None]
     if z is not None:
         y = y * F.silu(z.to(ct))
     out = y.to(u.dtype)
