@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
-# Build mamba_ssm's selective-scan CUDA extension for sm_90 only, from the PyPI source
-# distribution unpacked under .carry/ (the device has no network; carry the source there).
-# Usage: bash benchmarks/build_mamba_ssm.sh SRC_DIR BUILD_DIR   ->   export PYTHONPATH=BUILD_DIR:...
-set -euo pipefail
-src=${1:?source dir}; dst=${2:?build dir}
-rm -rf "$dst"; cp -r "$src" "$dst"; cd "$dst"
-# One architecture: the H100/H200 (sm_90). The stock setup.py builds up to nine.
-python3 - <<'PY'
-import re, pathlib
+# Build the official Mamba stack (mamba_ssm's selective-scan extension and causal-conv1d's conv
+# extension) for sm_90 only, from the PyPI source distributions unpacked under CARRY_DIR (the
+# device has no network: carry the sources there), both at once.
+# Usage: bash benchmarks/build_mamba_ssm.sh CARRY_DIR BUILD_DIR
+#   then: export PYTHONPATH=BUILD_DIR/mamba_ssm:BUILD_DIR/causal_conv1d:$PYTHONPATH
+# Logs: BUILD_DIR/{mamba_ssm,causal_conv1d}.log. Exit 0 only when both import.
+set -uo pipefail
+carry=${1:?carry dir holding mamba_ssm-*/ and causal_conv1d-*/}; dst=${2:?build dir}
+mkdir -p "$dst"
+jobs=${MAX_JOBS:-12}
+
+build() {  # build NAME SRC: copy SRC to dst/NAME, keep only sm_90, build the extension in place
+  local name=$1 src=$2 out=$dst/$1
+  rm -rf "$out"; cp -r "$src" "$out"
+  (
+    cd "$out" || exit 1
+    python3 - <<'PY'
+import pathlib
 p = pathlib.Path("setup.py"); s = p.read_text()
-s = s.replace("    # HACK: The compiler flag", '    cc_flag = ["-gencode", "arch=compute_90,code=sm_90"]\n    # HACK: The compiler flag', 1)
+marker = "    # HACK: The compiler flag"
+assert marker in s, "setup.py changed: no place to pin the architecture"
+s = s.replace(marker, '    cc_flag = ["-gencode", "arch=compute_90,code=sm_90"]\n' + marker, 1)
 p.write_text(s)
-# Import only the ops: the package __init__ also imports model code we do not need.
-pathlib.Path("mamba_ssm/__init__.py").write_text('__version__ = "2.3.2.post1"\n')
 PY
-MAMBA_FORCE_BUILD=TRUE MAX_JOBS=${MAX_JOBS:-16} NVCC_THREADS=${NVCC_THREADS:-2} \
-  python3 setup.py build_ext --inplace
-python3 -c "import selective_scan_cuda; print('selective_scan_cuda built:', selective_scan_cuda.__file__)"
+    MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE MAX_JOBS=$jobs NVCC_THREADS=${NVCC_THREADS:-2} \
+      python3 setup.py build_ext --inplace
+  ) > "$dst/$name.log" 2>&1
+  echo "$name build exit $? ($(date +%T))"
+}
+
+start=$(date +%s)
+build causal_conv1d "$(ls -d "$carry"/causal_conv1d-*/ | head -1)" &
+build mamba_ssm "$(ls -d "$carry"/mamba_ssm-*/ | head -1)" &
+wait
+echo "built in $(( $(date +%s) - start )) s"
+PYTHONPATH=$dst/mamba_ssm:$dst/causal_conv1d${PYTHONPATH:+:$PYTHONPATH} python3 -c "
+import causal_conv1d, mamba_ssm
+from causal_conv1d import causal_conv1d_fn
+from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+print('mamba_ssm', mamba_ssm.__version__, 'and causal_conv1d', causal_conv1d.__version__, 'import')
+"
