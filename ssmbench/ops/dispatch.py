@@ -1,29 +1,44 @@
-"""Selective-scan operators with explicit backends.
+"""Backend dispatch of the ops: which backends can run where, which one ``auto`` means, the
+function of each concrete backend, and the public wrappers that resolve then call.
 
-``selective_scan`` has the signature and semantics of mamba_ssm's ``selective_scan_fn``;
-``selective_state_update`` those of its decode-step ``selective_state_update``;
-``causal_conv1d_update`` those of causal-conv1d's conv decode step (ops "conv": ref, triton).
-Backends: ``ref`` (sequential oracle), ``chunked`` (parallel PyTorch), ``triton`` (fused
-kernel), ``mamba_ssm`` (only when that package is importable). ``auto`` picks the fastest
-usable one; call ``resolve_backend`` to learn which one that is, and record it.
+The table IMPLS names each backend's function; the op tuples are its keys.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
-import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from ssmbench.device import triton_interpreting
 from ssmbench.errors import BackendUnavailable, BadInput
 
-SCAN_BACKENDS = ("ref", "chunked", "triton", "mamba_ssm")
-STEP_BACKENDS = ("ref", "triton", "mamba_ssm")
-CONV_BACKENDS = ("ref", "triton")
-OP_BACKENDS = {"scan": SCAN_BACKENDS, "step": STEP_BACKENDS, "conv": CONV_BACKENDS}
+# (module, function) of each concrete backend of each op, in the order status lists them
+IMPLS: dict[str, dict[str, tuple[str, str]]] = {
+    "scan": {
+        "ref": ("ssmbench.ops.scan.ref", "selective_scan_ref"),
+        "chunked": ("ssmbench.ops.scan.chunked", "selective_scan_chunked"),
+        "triton": ("ssmbench.ops.scan.triton", "selective_scan_triton"),
+        "mamba_ssm": ("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),
+    },
+    "step": {
+        "ref": ("ssmbench.ops.state_update.ref", "selective_state_update_ref"),
+        "triton": ("ssmbench.ops.state_update.triton", "selective_state_update_triton"),
+        "mamba_ssm": ("mamba_ssm.ops.triton.selective_state_update", "selective_state_update"),
+    },
+    "conv": {
+        "ref": ("ssmbench.ops.conv.ref", "causal_conv1d_update_ref"),
+        "triton": ("ssmbench.ops.conv.triton_update", "causal_conv1d_update_triton"),
+    },
+}
+OP_BACKENDS = {op: tuple(impls) for op, impls in IMPLS.items()}
+SCAN_BACKENDS = OP_BACKENDS["scan"]
+STEP_BACKENDS = OP_BACKENDS["step"]
+CONV_BACKENDS = OP_BACKENDS["conv"]
 
 
 @functools.cache
@@ -37,7 +52,7 @@ def _triton_reason(device: torch.device) -> str | None:
         return "triton is not installed"
     if device.type == "cuda":
         return None
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    if triton_interpreting():
         return None
     return "triton kernels need CUDA (on CPU only under TRITON_INTERPRET=1, for testing)"
 
@@ -99,49 +114,24 @@ def resolve_backend(backend: str, device: torch.device | str, op: str = "scan") 
     return backend
 
 
+def backend_impl(op: str, name: str) -> Callable[..., object]:
+    """The function of concrete backend ``name`` of ``op``, imported on first use (triton and
+    mamba_ssm are optional)."""
+    if name not in _backend_names(op):
+        raise ValueError(f"unknown {op} backend {name!r}; expected one of {', '.join(IMPLS[op])}")
+    module, function = IMPLS[op][name]
+    return getattr(importlib.import_module(module), function)
+
+
 def scan_impl(name: str) -> Callable[..., object]:
     """The function of concrete scan backend ``name`` (from ``resolve_backend``), for callers that
     resolve once and call many times (timing loops), with selective_scan's positional arguments."""
-    if name == "ref":
-        from ssmbench.ops.scan.ref import selective_scan_ref
-
-        return selective_scan_ref
-    if name == "chunked":
-        from ssmbench.ops.scan.chunked import selective_scan_chunked
-
-        return selective_scan_chunked
-    if name == "triton":
-        from ssmbench.ops.scan.triton_scan import selective_scan_triton
-
-        return selective_scan_triton
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-
-    return selective_scan_fn
+    return backend_impl("scan", name)
 
 
 def step_impl(name: str) -> Callable[..., object]:
     """The function of concrete decode-step backend ``name`` (from ``resolve_backend``)."""
-    if name == "ref":
-        from ssmbench.ops.scan.step import selective_state_update_ref
-
-        return selective_state_update_ref
-    if name == "triton":
-        from ssmbench.ops.scan.step import selective_state_update_triton
-
-        return selective_state_update_triton
-    from mamba_ssm.ops.triton.selective_state_update import selective_state_update
-
-    return selective_state_update
-
-
-def _conv_impl(name: str) -> Callable[..., object]:
-    if name == "ref":
-        from ssmbench.ops.conv_step import causal_conv1d_update_ref
-
-        return causal_conv1d_update_ref
-    from ssmbench.ops.conv_step import causal_conv1d_update_triton
-
-    return causal_conv1d_update_triton
+    return backend_impl("step", name)
 
 
 def selective_scan(
@@ -210,21 +200,5 @@ def causal_conv1d_update(
     None, 'silu' or 'swish'. Returns act(window . weight + bias), (batch, dim) in x's dtype.
     """
     name = resolve_backend(backend, x.device, "conv")
-    fn = _conv_impl(name)
+    fn = backend_impl("conv", name)
     return fn(x, conv_state, weight, bias, activation)
-
-
-__all__ = [
-    "scan_impl",
-    "step_impl",
-    "CONV_BACKENDS",
-    "OP_BACKENDS",
-    "SCAN_BACKENDS",
-    "STEP_BACKENDS",
-    "available_backends",
-    "backend_status",
-    "causal_conv1d_update",
-    "resolve_backend",
-    "selective_scan",
-    "selective_state_update",
-]
