@@ -48,8 +48,8 @@ WRAPPERS = frozenset(
 )
 # module attribute -> where the ops dispatcher imports each Triton function from
 TRITON_FUNCTIONS = (
-    ("ssmbench.ops.scan.step", "selective_state_update_triton"),
-    ("ssmbench.ops.conv_step", "causal_conv1d_update_triton"),
+    ("ssmbench.ops.state_update.triton", "selective_state_update_triton"),
+    ("ssmbench.ops.conv.triton_update", "causal_conv1d_update_triton"),
 )
 
 

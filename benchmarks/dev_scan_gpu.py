@@ -31,10 +31,11 @@ import torch
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan.chunked import selective_scan_chunked
-from ssmbench.ops.scan.counts import ScanShape, scan_bytes, scan_flops
+from ssmbench.ops.scan.cost import ScanShape, scan_bytes, scan_flops
 from ssmbench.ops.scan.ref import selective_scan_ref
-from ssmbench.ops.scan.step import selective_state_update_ref, selective_state_update_triton
-from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
+from ssmbench.ops.scan.triton import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
+from ssmbench.ops.state_update.ref import selective_state_update_ref
+from ssmbench.ops.state_update.triton import selective_state_update_triton
 from tests.helpers import rel_err
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 

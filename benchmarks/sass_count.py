@@ -2,7 +2,7 @@
 
     python benchmarks/sass_count.py [--kernel bwd|fwd] [--block-d 4] [--block-l 8] [--file PATH]
 
-Compiles ``selective_scan_{fwd,bwd}_kernel`` (from ``ssmbench/ops/scan/triton_scan.py`` or
+Compiles ``selective_scan_{fwd,bwd}_kernel`` (from ``ssmbench/ops/scan/triton.py`` or
 ``--file``, e.g. an older copy) for sm_90 with bf16 activations, z, D, delta_bias, softplus and
 16-divisible sizes (as Triton specialises L = 2048 on the device), disassembles the cubin with
 the cuobjdump Triton ships, takes the loop body as the instructions between the backward branch
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--block-d", type=int, default=4)
     ap.add_argument("--block-l", type=int, default=8)
     ap.add_argument("--num-warps", type=int, default=1)
-    ap.add_argument("--file", type=Path, default=ROOT / "ssmbench/ops/scan/triton_scan.py")
+    ap.add_argument("--file", type=Path, default=ROOT / "ssmbench/ops/scan/triton.py")
     args = ap.parse_args()
     k = compile_kernel(args.file, args.kernel, args.block_d, args.block_l, args.num_warps)
     with tempfile.TemporaryDirectory() as d:

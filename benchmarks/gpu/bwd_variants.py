@@ -2,14 +2,14 @@
 
     PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu/bwd_variants.py [--json PATH]
 
-Variants are modules made from the source of ``ssmbench/ops/scan/triton_scan.py`` by text
+Variants are modules made from the source of ``ssmbench/ops/scan/triton.py`` by text
 substitution (written to a temporary folder and imported), so the production file carries no
 ablation switches:
 - ``current``: the kernels as they are;
 - ``store``: dB/dC added with plain stores instead of atomics (wrong sums; the cost of atomicity);
 - ``no-dbc``: no dB/dC at all (the cost of the channel sums plus the atomics);
 - ``old_*``: each ``benchmarks/gpu/old_*.py`` present (copies of earlier versions placed there
-  by the caller, e.g. ``git show REV:ssmbench/ops/scan/triton_scan.py > benchmarks/gpu/old_REV.py``).
+  by the caller, e.g. ``git show REV:ssmbench/ops/scan/triton.py > benchmarks/gpu/old_REV.py``).
 plus backward launch shapes of ``current``. Rows: the forward under no_grad of ``current`` and
 each old version, then forward+backward of all 8 inputs, at (8, 1536, 2048, 16) bf16 with z, D,
 delta_bias, softplus; median / p20 / p80 of CUDA-event samples with L2 flushed. ``current`` is
@@ -35,7 +35,7 @@ from tests.helpers import rel_err
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "ssmbench/ops/scan/triton_scan.py"
+SOURCE = ROOT / "ssmbench/ops/scan/triton.py"
 OLD = sorted(p.stem for p in (ROOT / "benchmarks/gpu").glob("old_*.py"))
 DEV = torch.device("cuda")
 MAIN = (8, 1536, 2048, 16)

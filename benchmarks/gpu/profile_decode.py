@@ -26,7 +26,9 @@ from ssmbench.generate.decode import Decoder
 from ssmbench.generate.sampling import Sampling
 from ssmbench.layers.mamba import Mamba
 from ssmbench.models.registry import build_model, get_model_set
-from ssmbench.ops import decode_fused
+from ssmbench.ops.decode.conv_xproj import conv_xproj
+from ssmbench.ops.decode.norm_linear import norm_linear
+from ssmbench.ops.decode.ssm_update_xproj import ssm_update_xproj
 
 LINES: list[str] = []
 
@@ -181,14 +183,14 @@ def main() -> None:
             kernel_table(model, batch, out, tag)
 
     say("GEMV shapes alone (in graph, rotating through 20 weight copies so they come from HBM;")
-    say("us per call, GB/s of weight bytes; triton = decode_fused.norm_linear without norm):")
+    say("us per call, GB/s of weight bytes; triton = norm_linear without norm):")
     shapes = [(1792, 7168), (3584, 144), (112, 3584), (3584, 1792)]
     for batch in args.batch:
         for k, n in shapes:
             ws = [torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(20)]
             xx = torch.randn(batch, k, device=dev, dtype=torch.bfloat16)
             t = time_graph(lambda i: F.linear(xx, ws[i]), indexed=True)  # noqa: B023
-            tt = time_graph(lambda i: decode_fused.norm_linear(xx, ws[i]), indexed=True)  # noqa: B023
+            tt = time_graph(lambda i: norm_linear(xx, ws[i]), indexed=True)  # noqa: B023
             nb = ws[0].numel() * 2
             say(
                 f"  b{batch} {k:5d}->{n:5d} F.linear {t:6.2f} us {nb / t / 1e3:5.0f} GB/s | "
@@ -200,13 +202,13 @@ def main() -> None:
     st = m.allocate_inference_cache(1, dtype=torch.bfloat16)
     x = torch.randn(1, cfg.d_model, device=dev, dtype=torch.bfloat16)
     with torch.no_grad():
-        xz = decode_fused.norm_linear(x, m.in_proj.weight, norm.weight, norm.bias, norm.eps)
+        xz = norm_linear(x, m.in_proj.weight, norm.weight, norm.bias, norm.eps)
         say(
-            f"  norm+in_proj {time_graph(lambda: decode_fused.norm_linear(x, m.in_proj.weight, norm.weight, norm.bias, norm.eps)):.2f}"
+            f"  norm+in_proj {time_graph(lambda: norm_linear(x, m.in_proj.weight, norm.weight, norm.bias, norm.eps)):.2f}"
         )  # noqa: E501
         for bd in (32, 64, 128):
             t = time_graph(
-                lambda: decode_fused.conv_xproj(
+                lambda: conv_xproj(
                     xz[:, :3584],
                     st.conv,
                     m.conv1d.weight[:, 0],  # noqa: B023
@@ -216,13 +218,13 @@ def main() -> None:
                 )
             )  # noqa: B023
             say(f"  conv+x_proj block_d {bd}: {t:.2f}")
-        xc, part = decode_fused.conv_xproj(
+        xc, part = conv_xproj(
             xz[:, :3584], st.conv, m.conv1d.weight[:, 0], m.conv1d.bias, m.x_proj.weight
         )
         A = m.decode_A()
         for bd in (16, 32, 64, 128):
             t = time_graph(
-                lambda: decode_fused.ssm_update_xproj(
+                lambda: ssm_update_xproj(
                     part,
                     m.dt_rank,
                     m.dt_proj.weight,  # noqa: B023
@@ -238,7 +240,7 @@ def main() -> None:
             say(f"  ssm update + dt_proj block_d {bd}: {t:.2f}")
         y = torch.randn(1, 3584, device=dev, dtype=torch.bfloat16)
         say(
-            f"  out_proj+residual {time_graph(lambda: decode_fused.norm_linear(y, m.out_proj.weight, residual=x)):.2f}"
+            f"  out_proj+residual {time_graph(lambda: norm_linear(y, m.out_proj.weight, residual=x)):.2f}"
         )
         say(f"  LayerNorm alone {time_graph(lambda: norm(x)):.2f}; add alone {time_graph(lambda: x + x):.2f}")
     (out / "profile_decode.txt").write_text("\n".join(LINES) + "\n")

@@ -31,8 +31,11 @@ from ssmbench.ops import (
     selective_scan,
     selective_state_update,
 )
-from ssmbench.ops.decode_fused import conv_xproj, fused_decode_reason, norm_linear, ssm_update_xproj
-from ssmbench.ops.scan.counts import ScanShape, scan_flops
+from ssmbench.ops.decode.common import fused_decode_reason
+from ssmbench.ops.decode.conv_xproj import conv_xproj
+from ssmbench.ops.decode.norm_linear import norm_linear
+from ssmbench.ops.decode.ssm_update_xproj import ssm_update_xproj
+from ssmbench.ops.scan.cost import ScanShape, scan_flops
 
 
 @dataclass
@@ -259,7 +262,7 @@ class Mamba(nn.Module):
         """x + step(norm(x)) for one token x (B, d_model); ``state`` updated in place.
 
         With ``fused_step_reason`` None: the conv step is fused with x_proj, and the state update
-        with x_proj's sum and dt_proj (``ssmbench.ops.decode_fused``); ``decode_gemv`` "cublas"
+        with x_proj's sum and dt_proj (``ssmbench.ops.decode``); ``decode_gemv`` "cublas"
         runs the norm, in_proj, out_proj and the add in PyTorch around them (6 kernels), "triton"
         folds the norm into in_proj and the add into out_proj (4 kernels). Otherwise the norm,
         ``step`` and the add. ``last_decode_path`` says which ran."""
@@ -286,7 +289,7 @@ class Mamba(nn.Module):
 
     def flops_per_token(self, seq_len: int = 1) -> int:
         """Forward FLOPs per token: 2 per projection and conv weight, plus the scan's FLOPs
-        (``ssmbench.ops.scan.counts``, 9 per state element + D skip + z gate)."""
+        (``ssmbench.ops.scan.cost``, 9 per state element + D skip + z gate)."""
         weights = sum(
             m.weight.numel() for m in (self.in_proj, self.conv1d, self.x_proj, self.dt_proj, self.out_proj)
         )

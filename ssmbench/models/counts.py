@@ -103,7 +103,7 @@ def flops_per_token(model_or_cfg: nn.Module | LMConfig, seq_len: int) -> int:
     taps, and the LM head (the embedding lookup is free); plus, per attention layer,
     4 * seq_len * d_model for the scores and the weighted sum over the full context (no halving
     for the causal mask, as in the PaLM/Chinchilla convention); plus, per Mamba layer, the scan's
-    FLOPs from ``ssmbench.ops.scan.counts`` (9 per state element, D skip, z gate). Norms,
+    FLOPs from ``ssmbench.ops.scan.cost`` (9 per state element, D skip, z gate). Norms,
     softmax, activations and residual adds are not counted. Training is about 3x this.
     """
     if seq_len < 1:

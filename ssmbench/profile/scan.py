@@ -16,9 +16,9 @@ from torch import Tensor
 # which would be timed with the kernel: resolve once, then call the backend directly.
 from ssmbench.ops import resolve_backend, scan_impl, step_impl
 from ssmbench.ops.scan.chunked import chunked_mode
-from ssmbench.ops.scan.counts import ScanShape
+from ssmbench.ops.scan.cost import ScanShape
 from ssmbench.ops.scan.ref import selective_scan_ref
-from ssmbench.ops.scan.step import selective_state_update_ref
+from ssmbench.ops.state_update.ref import selective_state_update_ref
 from ssmbench.profile.presets import CHECK_SEQLEN, SIZE_LIMITS
 from ssmbench.profile.problem import Problem, generator, max_rel_err, rand, randn
 from ssmbench.profile.spec import DTYPE_BYTES, RowSpec

@@ -17,7 +17,7 @@ import torch
 from ssmbench.bench.ceilings import Ceilings
 from ssmbench.bench.timing import Timing, benchmark
 from ssmbench.ops import backend_status
-from ssmbench.ops.scan.counts import scan_bytes, scan_flops
+from ssmbench.ops.scan.cost import scan_bytes, scan_flops
 from ssmbench.profile.attention import attention_bytes, attention_flops, attention_problem, attention_rel_err
 from ssmbench.profile.attention import unsupported_reason as attention_unsupported
 from ssmbench.profile.presets import MODE_IMPLS, SIZE_LIMITS, TOLERANCES

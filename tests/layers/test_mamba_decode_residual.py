@@ -1,4 +1,4 @@
-"""Mamba.step_residual's fused kernels (ssmbench.ops.decode_fused) against the unfused step."""
+"""Mamba.step_residual's fused kernels (ssmbench.ops.decode) against the unfused step."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ssmbench.layers.mamba import Mamba
-from ssmbench.ops.decode_fused import MAX_BATCH, fused_decode_reason
+from ssmbench.ops.decode.common import MAX_BATCH, fused_decode_reason
 from tests.helpers import assert_close
 
 

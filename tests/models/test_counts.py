@@ -9,7 +9,7 @@ from ssmbench.models.config import LMConfig
 from ssmbench.models.counts import describe_model_set, describe_pattern, flops_per_token, param_counts
 from ssmbench.models.lm import LM
 from ssmbench.models.presets import ZOO_PRESETS
-from ssmbench.ops.scan.counts import ScanShape, scan_flops
+from ssmbench.ops.scan.cost import ScanShape, scan_flops
 
 
 def test_counts_of_built_model_equal_meta_counts():

@@ -1,1 +1,1 @@
-"""Selective-scan implementations: ref (oracle), chunked (PyTorch), triton (fused), step (decode)."""
+"""Selective scan: ref (oracle), chunked (parallel PyTorch), triton (fused kernels), cost (FLOPs, bytes)."""

@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ssmbench.errors import BadInput
-from ssmbench.ops.scan.ref import compute_dtype
+from ssmbench.ops.checks import compute_dtype, scan_shapes
 
 MAX_CHUNK = 64
 # state elements (batch * dim * chunk steps * N) one group of chunks works on at once
@@ -49,42 +49,6 @@ COMPILED_GROUP_ELEMENTS = 2**28
 EXP_LIMIT = {torch.float32: 40.0, torch.float64: 300.0}
 # shapes one process may compile the chunk pipeline for (compiled mode)
 RECOMPILE_LIMIT = 64
-
-
-def scan_shapes(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-) -> tuple[int, int, int, int, int]:
-    """(batch, dim, L, N, groups) of one scan call; BadInput when the shapes disagree."""
-    if u.dim() != 3:
-        raise BadInput(f"u must be (batch, dim, L), got shape {tuple(u.shape)}")
-    batch, dim, L = u.shape
-    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
-        raise BadInput(f"delta and z must have u's shape {tuple(u.shape)}")
-    if A.dim() != 2 or A.shape[0] != dim:
-        raise BadInput(f"A must be (dim={dim}, N), got shape {tuple(A.shape)}")
-    N = A.shape[1]
-    for name, M in (("B", B), ("C", C)):
-        ok3 = M.dim() == 3 and tuple(M.shape) == (batch, N, L)
-        ok4 = M.dim() == 4 and M.shape[0] == batch and tuple(M.shape[2:]) == (N, L)
-        if not (ok3 or ok4):
-            want = f"({batch}, {N}, {L}) or ({batch}, G, {N}, {L})"
-            raise BadInput(f"{name} must be {want}, got {tuple(M.shape)}")
-    groups = B.shape[1] if B.dim() == 4 else 1
-    if (C.shape[1] if C.dim() == 4 else 1) != groups:
-        raise BadInput("B and C must have the same number of groups")
-    if dim % groups != 0:
-        raise BadInput(f"dim {dim} is not divisible by the number of B/C groups {groups}")
-    for name, v in (("D", D), ("delta_bias", delta_bias)):
-        if v is not None and tuple(v.shape) != (dim,):
-            raise BadInput(f"{name} must be (dim={dim},), got {tuple(v.shape)}")
-    return batch, dim, L, N, groups
 
 
 def default_chunk_size(L: int) -> int:

@@ -10,14 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def compute_dtype(*tensors: Tensor | None) -> torch.dtype:
-    """float64 when any input is float64, else float32."""
-    return (
-        torch.float64
-        if any(t is not None and t.dtype == torch.float64 for t in tensors)
-        else torch.float32
-    )
+from ssmbench.ops.checks import compute_dtype
 
 
 def expand_groups(M: Tensor, dim: int) -> Tensor:

@@ -1,9 +1,9 @@
-"""Decode step: one token of the selective scan, state updated in place.
+"""Decode step of the selective scan as one fused Triton kernel: one token, state updated in place.
 
-Semantics of mamba_ssm's ``selective_state_update``: ``selective_state_update_ref`` in
-PyTorch, and ``selective_state_update_triton``, one fused kernel (no autograd) that reads
-and writes the state once. triton is a Linux-only dependency: without it this module still
-imports, the dispatcher reports the triton backend unavailable, and calling it raises.
+Semantics of mamba_ssm's ``selective_state_update`` (the PyTorch oracle is ``state_update.ref``);
+one kernel (no autograd) that reads and writes the state once. triton is a Linux-only
+dependency: without it this module still imports, the dispatcher reports the triton backend
+unavailable, and calling it raises.
 """
 
 from __future__ import annotations
@@ -12,63 +12,16 @@ import importlib.util
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ssmbench.errors import BackendUnavailable, BadInput
-from ssmbench.ops.scan.ref import compute_dtype
+from ssmbench.device import triton_interpreting
+from ssmbench.errors import BackendUnavailable
+from ssmbench.ops.checks import compute_dtype, state_update_shapes
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 if HAS_TRITON:
     import triton
     import triton.language as tl
-
-
-def _group_expand(M: Tensor, dim: int) -> Tensor:
-    """(batch, N) -> (batch, 1, N); (batch, G, N) -> (batch, dim, N)."""
-    if M.dim() == 2:
-        return M.unsqueeze(1)
-    return M.repeat_interleave(dim // M.shape[1], dim=1)
-
-
-def selective_state_update_ref(
-    state: Tensor,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    dt_bias: Tensor | None = None,
-    dt_softplus: bool = False,
-) -> Tensor:
-    """One recurrent step.
-
-    state: (batch, dim, N), updated in place; x, dt, z: (batch, dim); A: (dim, N);
-    B, C: (batch, N) or (batch, G, N); D, dt_bias: (dim,). Returns out (batch, dim) in x's dtype.
-    """
-    ct = compute_dtype(state, x, dt, A)
-    dim = x.shape[1]
-    dt_c = dt.to(ct)
-    if dt_bias is not None:
-        dt_c = dt_c + dt_bias.to(ct)
-    if dt_softplus:
-        dt_c = F.softplus(dt_c)
-    dA = (dt_c[..., None] * A.to(ct)).exp()  # (batch, dim, N)
-    B_c = _group_expand(B.to(ct), dim)
-    C_c = _group_expand(C.to(ct), dim)
-    new_state = state.to(ct) * dA + (dt_c * x.to(ct))[..., None] * B_c
-    state.copy_(new_state.to(state.dtype))
-    y = (new_state * C_c).sum(-1)
-    if D is not None:
-        y = y + x.to(ct) * D.to(ct)
-    if z is not None:
-        y = y * F.silu(z.to(ct))
-    return y.to(x.dtype)
-
-
-if HAS_TRITON:
 
     @triton.jit
     def selective_state_update_kernel(
@@ -129,18 +82,12 @@ def selective_state_update_triton(
     (batch, dim); A: (dim, N); B, C: (batch, N) or (batch, G, N); D, dt_bias: (dim,).
     Computes in fp32 (fp64 when state, x, dt or A is fp64). Returns out (batch, dim) in x's dtype.
     """
-    batch, dim, N = state.shape
-    if tuple(x.shape) != (batch, dim) or tuple(dt.shape) != (batch, dim) or tuple(A.shape) != (dim, N):
-        raise BadInput(f"step shapes disagree: state {tuple(state.shape)}, x {tuple(x.shape)}, "
-                       f"dt {tuple(dt.shape)}, A {tuple(A.shape)}")
+    batch, dim, N, groups = state_update_shapes(state, x, dt, A, B, C)
     B3 = B.unsqueeze(1) if B.dim() == 2 else B  # (batch, G, N)
     C3 = C.unsqueeze(1) if C.dim() == 2 else C
-    groups = B3.shape[1]
-    if B3.shape != (batch, groups, N) or C3.shape != B3.shape or dim % groups != 0:
-        raise BadInput(f"B and C must be ({batch}, {N}) or ({batch}, G, {N}) with G dividing {dim}")
     if not HAS_TRITON:
         raise BackendUnavailable("the triton step needs the triton package")
-    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    interpreting = triton_interpreting()
     if state.device.type != "cuda" and not interpreting:
         raise BackendUnavailable("the triton step needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
     poison = os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"

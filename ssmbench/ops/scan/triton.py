@@ -27,9 +27,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ssmbench.device import triton_interpreting
 from ssmbench.errors import BackendUnavailable, BadInput
-from ssmbench.ops.scan.chunked import scan_shapes
-from ssmbench.ops.scan.ref import compute_dtype
+from ssmbench.ops.checks import compute_dtype, scan_shapes
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -362,15 +362,11 @@ class TritonScanConfig:
             raise BadInput(f"fwd block_l {self.fwd.block_l} must divide bwd block_l {self.bwd.block_l}")
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def default_config() -> TritonScanConfig:
     """Launch shapes chosen on an H100 (sweeps in docs/kernels.md): forward 16 channels x 8
     steps, backward 4 channels x 16 steps, one warp each. Under the interpreter: small blocks,
     and a backward block of two forward blocks, so tests cover saving every other state."""
-    if _interpreting():
+    if triton_interpreting():
         return TritonScanConfig(LaunchShape(block_d=4, block_l=8), LaunchShape(block_d=4, block_l=16))
     return TritonScanConfig(LaunchShape(block_d=16, block_l=8), LaunchShape(block_d=4, block_l=16))
 
@@ -388,7 +384,7 @@ def _fit_block_d(block_d: int, dim: int, groups: int) -> int:
 
 def _flags(ct: torch.dtype) -> dict[str, object]:
     fp64 = ct == torch.float64
-    return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not _interpreting()}
+    return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not triton_interpreting()}
 
 
 def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
@@ -526,7 +522,7 @@ def selective_scan_triton(
     ``return_last_state`` the final state (batch, dim, N) in fp32 (fp64 for fp64 inputs).
     """
     batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if u.device.type != "cuda" and not _interpreting():
+    if u.device.type != "cuda" and not triton_interpreting():
         raise BackendUnavailable("the triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
     if L == 0:
         raise BadInput("the triton scan needs L >= 1")

@@ -7,7 +7,7 @@ import torch
 
 from ssmbench.errors import BadInput
 from ssmbench.ops import selective_scan
-from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
+from ssmbench.ops.scan.triton import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
 from tests.helpers import assert_close
 from tests.ops.scan_cases import NAMES, Case, check_against_ref, make_inputs
 

@@ -1,9 +1,9 @@
 """Decode step of the causal depthwise conv1d: one new input column, conv state rolled in place.
 
-Semantics of causal-conv1d's ``causal_conv1d_update`` (the kernel mamba_ssm's decode step calls):
-``causal_conv1d_update_ref`` in PyTorch, and ``causal_conv1d_update_triton``, one fused kernel
-(roll + new column + depthwise conv + bias + SiLU; no autograd) that reads and writes each state
-element once, one thread per channel.
+Semantics of causal-conv1d's ``causal_conv1d_update`` (the kernel mamba_ssm's decode step calls)
+as one fused Triton kernel (roll + new column + depthwise conv + bias + SiLU; no autograd) that
+reads and writes each state element once, one thread per channel; the PyTorch oracle is
+``conv.ref``.
 
 Shapes: x (batch, dim), the new column; conv_state (batch, dim, state_len) with
 state_len >= width - 1, the last state_len inputs, oldest first; weight (dim, width); bias (dim,).
@@ -21,65 +21,16 @@ import importlib.util
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ssmbench.errors import BackendUnavailable, BadInput
-from ssmbench.ops.scan.ref import compute_dtype
+from ssmbench.device import triton_interpreting
+from ssmbench.errors import BackendUnavailable
+from ssmbench.ops.checks import compute_dtype, conv_update_shapes
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 if HAS_TRITON:
     import triton
     import triton.language as tl
-
-ACTIVATIONS = (None, "silu", "swish")
-
-
-def _check(
-    x: Tensor, conv_state: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None
-) -> None:
-    """BadInput unless the shapes agree (see the module docstring) and the activation is known."""
-    if activation not in ACTIVATIONS:
-        raise BadInput(f"unknown activation {activation!r}; choose from None, 'silu', 'swish'")
-    if x.dim() != 2 or conv_state.dim() != 3 or weight.dim() != 2:
-        raise BadInput(
-            f"conv step wants x (batch, dim), conv_state (batch, dim, state_len), weight (dim, width); "
-            f"got {tuple(x.shape)}, {tuple(conv_state.shape)}, {tuple(weight.shape)}"
-        )
-    batch, dim, state_len = conv_state.shape
-    width = weight.shape[1]
-    if tuple(x.shape) != (batch, dim) or weight.shape[0] != dim or width < 1 or state_len < width - 1:
-        raise BadInput(
-            f"conv step shapes disagree: x {tuple(x.shape)}, conv_state {tuple(conv_state.shape)}, "
-            f"weight {tuple(weight.shape)} (state_len must be >= width - 1)"
-        )
-    if bias is not None and tuple(bias.shape) != (dim,):
-        raise BadInput(f"conv step bias must be ({dim},), got {tuple(bias.shape)}")
-
-
-def causal_conv1d_update_ref(
-    x: Tensor,
-    conv_state: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
-    activation: str | None = None,
-) -> Tensor:
-    """One conv step in PyTorch. x: (batch, dim); conv_state: (batch, dim, state_len), updated in
-    place; weight: (dim, width); bias: (dim,). Returns out (batch, dim) in x's dtype."""
-    _check(x, conv_state, weight, bias, activation)
-    ct = compute_dtype(x, conv_state, weight)
-    width = weight.shape[1]
-    seq = torch.cat([conv_state, x[:, :, None].to(conv_state.dtype)], dim=-1)  # (B, D, state_len + 1)
-    conv_state.copy_(seq[:, :, 1:])
-    y = (seq[:, :, -width:].to(ct) * weight.to(ct)).sum(-1)  # (B, D)
-    if bias is not None:
-        y = y + bias.to(ct)
-    if activation is not None:
-        y = F.silu(y)
-    return y.to(x.dtype)
-
-
-if HAS_TRITON:
 
     @triton.jit
     def causal_conv1d_update_kernel(
@@ -127,13 +78,13 @@ def causal_conv1d_update_triton(
     (batch, dim, state_len), updated in place, any strides; weight: (dim, width); bias: (dim,).
     Returns out (batch, dim), contiguous, in x's dtype.
     """
-    _check(x, conv_state, weight, bias, activation)  # bad input is BadInput on any machine
+    # bad input is BadInput on any machine
+    batch, dim, state_len, width = conv_update_shapes(x, conv_state, weight, bias, activation)
     if not HAS_TRITON:
         raise BackendUnavailable("the triton conv step needs the triton package")
-    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    interpreting = triton_interpreting()
     if conv_state.device.type != "cuda" and not interpreting:
         raise BackendUnavailable("the triton conv step needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
-    batch, dim, state_len = conv_state.shape
     poison = os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"
     out = torch.empty((batch, dim), dtype=x.dtype, device=x.device)
     if poison:
@@ -145,7 +96,7 @@ def causal_conv1d_update_triton(
         x, conv_state, weight, bb, out,
         dim,
         *x.stride(), *conv_state.stride(), *weight.stride(), bb.stride(0), *out.stride(),
-        STATE_LEN=state_len, WIDTH=weight.shape[1], HAS_BIAS=bias is not None, SILU=activation is not None,
+        STATE_LEN=state_len, WIDTH=width, HAS_BIAS=bias is not None, SILU=activation is not None,
         ACC=tl.float64 if compute_dtype(x, conv_state, weight) == torch.float64 else tl.float32,
         BLOCK_D=block_d, num_warps=2,
     )  # fmt: skip

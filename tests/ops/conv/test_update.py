@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from ssmbench.errors import BackendUnavailable, BadInput
 from ssmbench.ops import available_backends, causal_conv1d_update, resolve_backend
-from ssmbench.ops.conv_step import causal_conv1d_update_ref, causal_conv1d_update_triton
+from ssmbench.ops.conv.ref import causal_conv1d_update_ref
+from ssmbench.ops.conv.triton_update import causal_conv1d_update_triton
 from tests.helpers import assert_close
 
 IMPLS = {"ref": causal_conv1d_update_ref, "triton": causal_conv1d_update_triton}

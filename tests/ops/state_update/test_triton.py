@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ssmbench.ops import selective_scan, selective_state_update
-from ssmbench.ops.scan.step import selective_state_update_ref, selective_state_update_triton
+from ssmbench.ops.state_update.ref import selective_state_update_ref
+from ssmbench.ops.state_update.triton import selective_state_update_triton
 from tests.helpers import assert_close
 from tests.ops.scan_cases import NAMES, Case, make_inputs
 

@@ -1,0 +1,1 @@
+"""Decode step of the selective scan (one token, state updated in place): ref (oracle), triton (fused)."""
