@@ -11,6 +11,9 @@ pairs and its entropy rate in bits per byte is exactly
 with pi the chain's stationary distribution. Transition probabilities are multiples of
 1 / QUANT, so sampling is one table lookup per word and the entropy above is that of the
 sampler itself, not of an approximation to it.
+
+``SyntheticGrammar.sample`` draws one long text; ``GrammarSampler`` draws many short excerpts
+of the stationary stream at once, prefix-stable, for training rows generated on the fly.
 """
 
 from __future__ import annotations
@@ -155,7 +158,6 @@ class SyntheticGrammar:
         return b"".join(parts)[:n_bytes]
 
 
-
 LOCKSTEP_MIN_ROWS = 4  # more chains than this advance together in numpy, fewer in a Python loop
 BLOCK = 64  # words drawn per block by ``GrammarSampler``; fixed, so excerpts are prefix-stable
 
@@ -174,7 +176,7 @@ class GrammarSampler:
     def __init__(self, grammar: SyntheticGrammar) -> None:
         self.grammar = grammar
         n = len(grammar.words)
-        table = np.zeros((n, QUANT), dtype=np.int64)
+        table = np.zeros((n, QUANT), dtype=np.int32)
         for i, (ids, cs) in enumerate(zip(grammar.succ, grammar.counts, strict=True)):
             table[i] = np.repeat(np.asarray(ids), np.asarray(cs))
         self._next = table.ravel()  # word i, draw d -> next word _next[i * QUANT + d]
