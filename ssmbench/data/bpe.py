@@ -12,6 +12,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +75,17 @@ class BPETokenizer:
 
     def encode(self, data: bytes) -> np.ndarray:
         """Token ids (uint16 when they fit, else int32) of ``data``."""
-        out: list[int] = []
-        cache = self._cache
-        for chunk in self._splitter(data):
-            ids = cache.get(chunk)
-            if ids is None:
-                ids = _bpe_chunk(chunk, self.ranks)
-                if len(cache) < 1_000_000:
-                    cache[chunk] = ids
-            out.extend(ids)
-        return np.asarray(out, dtype=np.uint16 if self.vocab_size <= 65536 else np.int32)
+        get, miss = self._cache.get, self._encode_chunk
+        # a chunk's ids are never empty, so ``or`` only calls miss on a cache miss
+        parts = [get(chunk) or miss(chunk) for chunk in self._splitter(data)]
+        dtype = np.uint16 if self.vocab_size <= 65536 else np.int32
+        return np.fromiter(chain.from_iterable(parts), dtype=dtype)
+
+    def _encode_chunk(self, chunk: bytes) -> list[int]:
+        ids = _bpe_chunk(chunk, self.ranks)
+        if len(self._cache) < 1_000_000:
+            self._cache[chunk] = ids
+        return ids
 
     def decode(self, ids: Iterable[int]) -> bytes:
         by_id = self._by_id
@@ -175,23 +177,35 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
+class RegexSplitter:
+    """GPT-2's pre-tokeniser on bytes (needs the ``regex`` package); picklable, so tokenizers
+    that use it can go to worker processes. Undecodable bytes pass through as surrogate
+    escapes, so the split covers every input byte."""
+
+    def __init__(self, pattern: str = GPT2_PATTERN) -> None:
+        import regex
+
+        self.pattern = pattern
+        self._re = regex.compile(pattern)
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        text = data.decode("utf-8", "surrogateescape")
+        return [p.encode("utf-8", "surrogateescape") for p in self._re.findall(text)]
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return RegexSplitter, (self.pattern,)
+
+
 def gpt2_splitter() -> tuple[Callable[[bytes], list[bytes]], str]:
     """GPT-2's own pre-tokeniser when the ``regex`` package is there, else the byte pattern.
 
-    Returns (splitter, note). Undecodable bytes pass through as surrogate escapes, so the split
-    covers every input byte either way.
+    Returns (splitter, note).
     """
     try:
-        import regex
+        import regex  # noqa: F401
     except ImportError:
         return split_bytes, "regex package missing: ASCII approximation of GPT-2's pre-tokeniser"
-    pat = regex.compile(GPT2_PATTERN)
-
-    def split(data: bytes) -> list[bytes]:
-        text = data.decode("utf-8", "surrogateescape")
-        return [p.encode("utf-8", "surrogateescape") for p in pat.findall(text)]
-
-    return split, "GPT-2 pre-tokeniser (regex)"
+    return RegexSplitter(), "GPT-2 pre-tokeniser (regex)"
 
 
 def load_gpt2_files(folder: Path) -> tuple[dict[bytes, int], int]:

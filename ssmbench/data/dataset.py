@@ -55,27 +55,41 @@ class TokenDataset:
         return self.train_ids[starts[:, None] + offsets[None, :]].long()  # (B, T+1)
 
     def eval_set(self, max_windows: int, mode: str = "nonoverlap", stride: int | None = None) -> EvalSet:
-        """The first ``max_windows`` windows of the validation split.
+        """The first ``max_windows`` windows of the validation split (see ``make_eval_set``)."""
+        return make_eval_set(self.val_ids, self.seq_len, self.token_bytes, max_windows, mode, stride)
 
-        nonoverlap: windows start every seq_len tokens, every target scored once.
-        sliding: windows start every ``stride`` tokens; a window scores only its last ``stride``
-        targets (the first window scores all), so each target is predicted with at least
-        seq_len - stride tokens of context.
-        """
-        if mode not in EVAL_MODES:
-            raise BadInput(f"unknown eval mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
-        if max_windows <= 0:
-            raise BadInput(f"eval windows must be positive, got {max_windows}")
-        t = self.seq_len
-        step = t if mode == "nonoverlap" else (stride or t // 2)
-        if not 0 < step <= t:
-            raise BadInput(f"--eval-stride must be in 1..{t} (the context), got {step}")
-        starts = torch.arange(0, len(self.val_ids) - t, step)[:max_windows]
-        windows = self.val_ids[starts[:, None] + torch.arange(t + 1)[None, :]].long()  # (N, T+1)
-        mask = torch.ones(len(starts), t, dtype=torch.bool)
-        if mode == "sliding":
-            mask[1:, : t - step] = False
-        targets = windows[:, 1:]
-        n_bytes = int(self.token_bytes[targets[mask]].sum())
-        return EvalSet(windows[:, :-1].contiguous(), targets.contiguous(), mask, int(mask.sum()), n_bytes,
-                       mode, step)
+
+def _int64(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(x).astype(np.int64))
+
+
+def make_eval_set(val_ids: np.ndarray | torch.Tensor, seq_len: int, token_bytes: np.ndarray | torch.Tensor,
+                  max_windows: int, mode: str = "nonoverlap", stride: int | None = None) -> EvalSet:
+    """The first ``max_windows`` windows of seq_len + 1 tokens of ``val_ids``.
+
+    nonoverlap: windows start every seq_len tokens, every target scored once.
+    sliding: windows start every ``stride`` tokens; a window scores only its last ``stride``
+    targets (the first window scores all), so each target is predicted with at least
+    seq_len - stride tokens of context. token_bytes: (vocab,) raw bytes per token, for n_bytes.
+    """
+    if mode not in EVAL_MODES:
+        raise BadInput(f"unknown eval mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
+    if max_windows <= 0:
+        raise BadInput(f"eval windows must be positive, got {max_windows}")
+    t = seq_len
+    step = t if mode == "nonoverlap" else (stride or t // 2)
+    if not 0 < step <= t:
+        raise BadInput(f"--eval-stride must be in 1..{t} (the context), got {step}")
+    val = _int64(val_ids)
+    if len(val) < t + 1:
+        raise BadInput(f"context {t} is longer than the validation split ({len(val)} tokens); "
+                       "use a shorter --seq-len or more data")
+    starts = torch.arange(0, len(val) - t, step)[:max_windows]
+    windows = val[starts[:, None] + torch.arange(t + 1)[None, :]].long()  # (N, T+1)
+    mask = torch.ones(len(starts), t, dtype=torch.bool)
+    if mode == "sliding":
+        mask[1:, : t - step] = False
+    targets = windows[:, 1:]
+    n_bytes = int(_int64(token_bytes)[targets[mask]].sum())
+    return EvalSet(windows[:, :-1].contiguous(), targets.contiguous(), mask, int(mask.sum()), n_bytes, mode,
+                   step)

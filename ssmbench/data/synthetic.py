@@ -11,6 +11,9 @@ pairs and its entropy rate in bits per byte is exactly
 with pi the chain's stationary distribution. Transition probabilities are multiples of
 1 / QUANT, so sampling is one table lookup per word and the entropy above is that of the
 sampler itself, not of an approximation to it.
+
+``SyntheticGrammar.sample`` draws one long text; ``GrammarSampler`` draws many short excerpts
+of the stationary stream at once, prefix-stable, for training rows generated on the fly.
 """
 
 from __future__ import annotations
@@ -153,3 +156,101 @@ class SyntheticGrammar:
                     break
             chunk = max(64, chunk // 8)
         return b"".join(parts)[:n_bytes]
+
+
+LOCKSTEP_MIN_ROWS = 4  # more chains than this advance together in numpy, fewer in a Python loop
+BLOCK = 64  # words drawn per block by ``GrammarSampler``; fixed, so excerpts are prefix-stable
+
+
+class GrammarSampler:
+    """Fast, prefix-stable excerpts of a grammar's stationary stream.
+
+    An excerpt is the stream seen from a random point: a separator, then words and separators,
+    ending after the first word that takes it to ``n_bytes`` or more. The word before the
+    excerpt is drawn from the stationary distribution, so an excerpt has the source's entropy
+    rate from its first byte. Random draws come in fixed blocks of ``BLOCK`` words, so for one
+    generator state the excerpt of ``n`` bytes is a prefix of the excerpt of any ``m > n``
+    bytes. Several excerpts (one generator each) advance in lockstep, vectorised over rows.
+    """
+
+    def __init__(self, grammar: SyntheticGrammar) -> None:
+        self.grammar = grammar
+        n = len(grammar.words)
+        table = np.zeros((n, QUANT), dtype=np.int32)
+        for i, (ids, cs) in enumerate(zip(grammar.succ, grammar.counts, strict=True)):
+            table[i] = np.repeat(np.asarray(ids), np.asarray(cs))
+        self._next = table.ravel()  # word i, draw d -> next word _next[i * QUANT + d]
+        self._cdf = np.cumsum(grammar.stationary)
+        self._sep_of = np.repeat(np.arange(len(SEPARATORS)), [w for _, w in SEPARATORS])  # draw -> separator
+        # pieces: words 0..n-1, capitalised words n..2n-1, separators 2n..
+        capitals = [w[:1].upper() + w[1:] for w in grammar.words]
+        pieces = [*grammar.words, *capitals, *(s for s, _ in SEPARATORS)]
+        self._n = n
+        self._len = np.array([len(p) for p in pieces], dtype=np.int64)
+        self._start = np.concatenate([[0], np.cumsum(self._len)[:-1]])
+        self._buf = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+        self._ends = np.array([s in SENTENCE_ENDS for s, _ in SEPARATORS])
+
+    def text(self, rng: np.random.Generator, n_bytes: int) -> bytes:
+        """One excerpt of at least ``n_bytes`` bytes drawn from ``rng``."""
+        return self.texts([rng], n_bytes)[0]
+
+    def texts(self, rngs: list[np.random.Generator], n_bytes: int) -> list[bytes]:
+        """One excerpt per generator; excerpt r depends only on rngs[r] and ``n_bytes``."""
+        n_rows, n = len(rngs), self._n
+        state = np.empty(n_rows, dtype=np.int64)
+        first = np.empty(n_rows, dtype=np.int64)
+        for r, g in enumerate(rngs):
+            state[r] = min(int(np.searchsorted(self._cdf, g.random(), side="right")), n - 1)
+            first[r] = self._sep_of[int(g.integers(0, QUANT))]
+        total = self._len[2 * n + first]
+        words: list[list[np.ndarray]] = [[] for _ in range(n_rows)]
+        seps: list[list[np.ndarray]] = [[] for _ in range(n_rows)]
+        active = np.arange(n_rows)
+        while len(active):
+            draws = np.stack([rngs[r].integers(0, QUANT, size=2 * BLOCK) for r in active])  # (A, 2*BLOCK)
+            w = self._walk(state[active], draws[:, :BLOCK])
+            state[active] = w[:, -1]
+            s = self._sep_of[draws[:, BLOCK:]]  # (A, BLOCK)
+            for j, r in enumerate(active):
+                words[r].append(w[j])
+                seps[r].append(s[j])
+            total[active] += (self._len[w] + self._len[2 * n + s]).sum(1)
+            # the last word of the block ends len(last separator) bytes before the total
+            active = active[total[active] - self._len[2 * n + s[:, -1]] < n_bytes]
+        return [self._excerpt(int(first[r]), np.concatenate(words[r]), np.concatenate(seps[r]), n_bytes)
+                for r in range(n_rows)]
+
+    def _walk(self, state: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """(A, BLOCK) next words of A chains from ``state`` (A,) under ``draws`` (A, BLOCK)."""
+        out = np.empty(draws.shape, dtype=np.int64)
+        if len(state) > LOCKSTEP_MIN_ROWS:
+            st = state
+            for t in range(draws.shape[1]):
+                st = self._next[st * QUANT + draws[:, t]]
+                out[:, t] = st
+            return out
+        # few chains: a Python loop over a memoryview beats one numpy call per word
+        table = memoryview(self._next)
+        for r, (st, row) in enumerate(zip(state.tolist(), draws.tolist(), strict=True)):
+            walk = []
+            for d in row:
+                st = table[st * QUANT + d]
+                walk.append(st)
+            out[r] = walk
+        return out
+
+    def _excerpt(self, first: int, words: np.ndarray, seps: np.ndarray, n_bytes: int) -> bytes:
+        n = self._n
+        cap = self._ends[np.concatenate([[first], seps[:-1]])]  # a word after a sentence end is capitalised
+        ids = np.empty(2 * len(words) + 1, dtype=np.int64)
+        ids[0] = 2 * n + first
+        ids[1::2] = words + n * cap
+        ids[2::2] = 2 * n + seps
+        lens = self._len[ids]
+        word_ends = np.cumsum(lens)[1::2]
+        k = int(np.searchsorted(word_ends, n_bytes))  # first word ending at or past n_bytes
+        ids, lens = ids[: 2 * k + 2], lens[: 2 * k + 2]
+        offsets = np.cumsum(lens) - lens
+        idx = np.repeat(self._start[ids] - offsets, lens) + np.arange(int(lens.sum()))
+        return self._buf[idx].tobytes()

@@ -12,7 +12,7 @@ record of which one is used and why (written into the manifest):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,20 +106,27 @@ def _tiktoken_gpt2() -> tuple[Any | None, str]:
         return None, f"tiktoken could not load gpt2 ({type(e).__name__})"
 
 
-def _trained_bpe(train_text: bytes, vocab: int, requested: str, why: str) -> tuple[Tokenizer, TokenizerInfo]:
+def _trained_bpe(text: bytes | Callable[[], bytes], vocab: int, requested: str, why: str,
+                 sample_name: str) -> tuple[Tokenizer, TokenizerInfo]:
+    train_text = text() if callable(text) else text
     ranks = train_bpe(train_text[:BPE_TRAIN_BYTES], vocab)
     tok = BPETokenizer(ranks, name=f"bpe-{len(ranks)}")
     sample = min(len(train_text), BPE_TRAIN_BYTES)
-    reason = f"{why}byte-level BPE trained on the first {sample} bytes of the training split"
+    reason = f"{why}byte-level BPE trained on the first {sample} bytes of {sample_name}"
     if len(ranks) < vocab:
         reason += f" (stopped at {len(ranks)} tokens: no pair occurs twice more)"
     return tok, TokenizerInfo(requested, tok.name, tok.vocab_size, reason)
 
 
 def resolve_tokenizer(
-    spec: str, train_text: bytes, fallback_vocab: int = 4096
+    spec: str, train_text: bytes | Callable[[], bytes], fallback_vocab: int = 4096,
+    sample_name: str = "the training split",
 ) -> tuple[Tokenizer, TokenizerInfo]:
-    """Tokenizer for ``spec`` (see module docstring) and the record of the choice."""
+    """Tokenizer for ``spec`` (see module docstring) and the record of the choice.
+
+    train_text: the training split, or a function returning it, called only when a BPE is trained;
+    sample_name: what that text is, for the record.
+    """
     kind, _, arg = spec.partition(":")
     if kind == "bytes" and not arg:
         return ByteTokenizer(), TokenizerInfo(spec, "bytes", 256, "one token per byte")
@@ -130,7 +137,7 @@ def resolve_tokenizer(
             raise BadInput(f"tokenizer {spec!r}: expected bpe:N with N an integer") from None
         if not 256 < vocab <= 65536:
             raise BadInput(f"tokenizer {spec!r}: BPE vocab must be in 257..65536")
-        return _trained_bpe(train_text, vocab, spec, "")
+        return _trained_bpe(train_text, vocab, spec, "", sample_name)
     if kind == "gpt2" and arg:
         ranks, vocab_size = load_gpt2_files(Path(arg))
         splitter, note = gpt2_splitter()
@@ -141,5 +148,5 @@ def resolve_tokenizer(
         if enc is not None:
             tok = TiktokenTokenizer(enc, "gpt2")
             return tok, TokenizerInfo(spec, "gpt2", tok.vocab_size, "GPT-2 BPE from tiktoken")
-        return _trained_bpe(train_text, fallback_vocab, spec, f"gpt2 unavailable ({why_not}): ")
+        return _trained_bpe(train_text, fallback_vocab, spec, f"gpt2 unavailable ({why_not}): ", sample_name)
     raise BadInput(f"unknown tokenizer {spec!r}; use bytes, gpt2, gpt2:DIR, bpe or bpe:N")
