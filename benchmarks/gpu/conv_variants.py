@@ -8,8 +8,8 @@ in_proj-like (batch, 2 d_inner, L) output as the layer slices it; weight (d_inne
 fp32, as under bf16 autocast. Passes: the forward under no_grad, and forward + backward
 (autograd.grad of x, weight and bias). Providers: ``torch`` (F.conv1d depthwise with padding 3,
 cut to L, then SiLU, as the layer runs nn.Conv1d under autocast), ``triton`` (forward rows: each
-forward launch shape; forward+backward rows: the default forward and each backward launch shape
-and shift), ``causal_conv1d`` (``causal_conv1d_fn``), and ``copy`` (x into a fresh tensor: the
+forward launch shape; forward+backward rows: the default forward and each backward launch
+shape), ``causal_conv1d`` (``causal_conv1d_fn``), and ``copy`` (x into a fresh tensor: the
 forward's bandwidth floor). Every provider is first checked at the timed shape against the fp32
 reference (relative errors of y, dx, dweight, dbias); a wrong one is marked and not timed, so it
 never shows a speed-up. ``triton.testing.do_bench`` (L2 flushed between runs): median, p20, p80
@@ -42,9 +42,8 @@ DRY_SHAPES = [(1, 20, 150)]
 WIDTH = 4
 TOL = 2e-2  # bf16 outputs; fp32 sums of the parameter gradients are far tighter
 # (block_d, block_l, num_warps)
-FWD_LAUNCHES = [(16, 128, 4), (32, 128, 4), (8, 256, 4), (16, 256, 8), (64, 64, 4)]
-BWD_LAUNCHES = [(16, 128, 4), (8, 256, 4), (32, 64, 4)]
-SHIFTS = ("gather", "recompute")
+FWD_LAUNCHES = [(16, 128, 4), (8, 128, 4), (32, 128, 4), (16, 256, 8), (64, 64, 4)]
+BWD_LAUNCHES = [(16, 128, 4), (8, 128, 4), (8, 256, 4), (32, 64, 4), (16, 64, 2)]
 
 Fn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -69,12 +68,11 @@ def providers() -> tuple[list[tuple[str, str, str, Fn]], dict[str, str]]:
         ("torch", p, "F.conv1d + silu", torch_conv) for p in ("fwd", "fwd+bwd")
     ]
     for bd, bl, nw in FWD_LAUNCHES:
-        cfg = ConvConfig(ConvLaunch(bd, bl, nw), base.bwd, base.shift)
+        cfg = ConvConfig(ConvLaunch(bd, bl, nw), base.bwd)
         jobs.append(("triton", "fwd", f"fwd {bd}x{bl}/{nw}w", triton_fn(cfg)))
-    for shift in SHIFTS:
-        for bd, bl, nw in BWD_LAUNCHES:
-            cfg = ConvConfig(base.fwd, ConvLaunch(bd, bl, nw), shift)
-            jobs.append(("triton", "fwd+bwd", f"bwd {bd}x{bl}/{nw}w {shift}", triton_fn(cfg)))
+    for bd, bl, nw in BWD_LAUNCHES:
+        cfg = ConvConfig(base.fwd, ConvLaunch(bd, bl, nw))
+        jobs.append(("triton", "fwd+bwd", f"bwd {bd}x{bl}/{nw}w", triton_fn(cfg)))
     missing: dict[str, str] = {}
     try:
         from causal_conv1d import causal_conv1d_fn
@@ -195,7 +193,7 @@ def run(dry_run: bool) -> dict:
         "rows": rows,
         "missing": missing,
         "default_config": asdict(default_config()),
-        "candidates": {"fwd": FWD_LAUNCHES, "bwd": BWD_LAUNCHES, "shift": SHIFTS},
+        "candidates": {"fwd": FWD_LAUNCHES, "bwd": BWD_LAUNCHES},
         "environment": collect_environment(device),
     }
 

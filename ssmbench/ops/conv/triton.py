@@ -4,18 +4,20 @@ activation; widths 1..4).
 
     y[b, d, t] = act(bias[d] + sum_k weight[d, k] * x[b, d, t - (W - 1) + k]),  x = 0 before t = 0
 
-Forward: one program per tile of (BLOCK_D channels, BLOCK_L steps) of one batch row; the W taps
-are W shifted loads of x (their overlap hits L1), sums in fp32, SiLU in the kernel, y written once.
-x may be any strided (batch, dim, L) view, such as x = xz[:, :d_inner] of the Mamba layer's
-in_proj output: no copy.
+Both kernels: one program per tile of (BLOCK_D channels, BLOCK_L steps) of one batch row, each
+thread owning whole chunks of 8 consecutive steps of a channel. A chunk and its neighbour chunk are
+aligned 16-byte loads (bf16), split into 8 columns of registers (``tl.split``/``tl.join`` only
+rename registers), so the taps x[t - s] are registers: no unaligned loads, no data exchanged
+between threads. Sums in fp32 (fp64 for fp64 inputs). x may be any strided (batch, dim, L) view,
+such as x = xz[:, :d_inner] of the Mamba layer's in_proj output: read in place, no copy.
 
-Backward: one kernel over the same tiles. g = dy * act'(pre), with the pre-activation recomputed
-from x (only x, weight and bias are saved, as in causal-conv1d). dx[s] = sum_j weight[W-1-j] g[s+j]
-needs g up to W - 1 steps past the tile: ``shift`` "gather" computes g once on the tile and once on
-a halo of the W - 1 next steps and shifts it with ``tl.gather``; "recompute" computes g again at
-each shift (W activations per element instead of one, no data movement between threads).
-dweight and dbias: each program writes its tile's fp32 sums to its own slot and the host sums the
-slots in a fixed order: deterministic, no atomics.
+Forward: y = act(pre) from the chunk and the one before it; SiLU in the kernel, y written once.
+
+Backward: g = dy * act'(pre), the pre-activation recomputed from x (only x, weight and bias are
+saved, as in causal-conv1d): on each chunk, and on the first W - 1 steps of the next one (so
+3 in 8 activations twice, with W = 4). Then dx[s] = sum_j weight[W-1-j] g[s+j] and the tile's
+dweight[W-1-j] = sum_s x[s] g[s+j] and dbias = sum_s g[s]: each program writes its fp32 sums to its
+own slot and the host sums the slots in a fixed order: deterministic, no atomics.
 """
 
 from __future__ import annotations
@@ -34,40 +36,72 @@ from ssmbench.ops.scan.ref import compute_dtype
 from ssmbench.ops.scan.triton_scan import _empty
 
 MAX_WIDTH = 4
-SHIFTS = ("gather", "recompute")
+# steps per chunk: one 16-byte vector of bf16; taps reach at most MAX_WIDTH - 1 < CHUNK steps
+CHUNK = 8
 
 
 @triton.jit
-def _pre(x, w, bias, r_x, o_d, m_d, o_t, L, s_x_l, s_w_d, s_w_k, s_bias,
-         WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr,
-         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):  # fmt: skip
-    """bias + sum_k w[:, k] x[:, o_t - (WIDTH - 1) + k] at channels o_d, steps o_t: (BD, BT) in ACC."""
-    b_y = tl.zeros([BLOCK_D, BLOCK_T], dtype=ACC)
-    if HAS_BIAS:
-        b_y += tl.load(bias + o_d * s_bias, mask=m_d, other=0).to(ACC)[:, None]
+def _split8(b, BLOCK_D: tl.constexpr, C: tl.constexpr):
+    """(BD, 8 C) -> its 8 columns, a tuple of (BD, C): column r holds steps 8 i + r. Each thread
+    holds whole chunks of 8 steps, so these splits only rename registers."""
+    e, o = tl.split(tl.reshape(b, (BLOCK_D, C, 4, 2)))
+    ee, eo = tl.split(tl.reshape(e, (BLOCK_D, C, 2, 2)))
+    oe, oo = tl.split(tl.reshape(o, (BLOCK_D, C, 2, 2)))
+    c0, c4 = tl.split(ee)
+    c2, c6 = tl.split(eo)
+    c1, c5 = tl.split(oe)
+    c3, c7 = tl.split(oo)
+    return (c0, c1, c2, c3, c4, c5, c6, c7)
+
+
+@triton.jit
+def _join8(c, BLOCK_D: tl.constexpr, C: tl.constexpr):
+    """The inverse of _split8: 8 columns (BD, C) -> (BD, 8 C)."""
+    e = tl.reshape(tl.join(tl.join(c[0], c[4]), tl.join(c[2], c[6])), (BLOCK_D, C, 4))
+    o = tl.reshape(tl.join(tl.join(c[1], c[5]), tl.join(c[3], c[7])), (BLOCK_D, C, 4))
+    return tl.reshape(tl.join(e, o), (BLOCK_D, C * 8))
+
+
+@triton.jit
+def _columns(p, r, m_d, o_t, L, s_l, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    """p[r[:, None] + o_t[None, :] * s_l] in ACC, 0 outside steps [0, L), as _split8's columns."""
+    m = m_d[:, None] & ((o_t >= 0) & (o_t < L))[None, :]
+    b = tl.load(p + r[:, None] + o_t[None, :] * s_l, mask=m, other=0).to(ACC)
+    return _split8(b, BLOCK_D, BLOCK_L // 8)
+
+
+@triton.jit
+def _params(w, bias, o_d, m_d, s_w_d, s_w_k, s_bias,
+            WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):  # fmt: skip
+    """The WIDTH weight columns and the bias (0 without), each (BD, 1) in ACC."""
+    ws = ()
     for k in tl.static_range(WIDTH):
-        o_s = o_t - (WIDTH - 1) + k
-        m_s = m_d[:, None] & ((o_s >= 0) & (o_s < L))[None, :]
-        b_x = tl.load(x + r_x[:, None] + o_s[None, :] * s_x_l, mask=m_s, other=0).to(ACC)
-        b_w = tl.load(w + o_d * s_w_d + k * s_w_k, mask=m_d, other=0).to(ACC)
-        b_y += b_w[:, None] * b_x
+        ws = ws + (tl.load(w + o_d * s_w_d + k * s_w_k, mask=m_d, other=0).to(ACC)[:, None],)
+    if HAS_BIAS:
+        b_bias = tl.load(bias + o_d * s_bias, mask=m_d, other=0).to(ACC)[:, None]
+    else:
+        b_bias = tl.zeros_like(ws[0])
+    return ws, b_bias
+
+
+@triton.jit
+def _pre(prev, cur, ws, b_bias, r: tl.constexpr, WIDTH: tl.constexpr):
+    """Pre-activation at column r of the chunks cur: bias + sum_k w_k x[t - (W - 1) + k], the taps
+    before the chunk taken from the previous chunks, prev."""
+    b_y = b_bias
+    for k in tl.static_range(WIDTH):
+        if r >= WIDTH - 1 - k:
+            b_y = b_y + ws[k] * cur[r - (WIDTH - 1 - k)]
+        else:
+            b_y = b_y + ws[k] * prev[8 + r - (WIDTH - 1 - k)]
     return b_y
 
 
 @triton.jit
-def _dpre(x, w, bias, dy, r_x, r_dy, o_d, m_d, o_t, L, s_x_l, s_dy_l, s_w_d, s_w_k, s_bias,
-          WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, ACC: tl.constexpr,
-          BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):  # fmt: skip
-    """g = dy * act'(pre) at channels o_d, steps o_t >= 0: (BD, BT) in ACC, 0 from step L on."""
-    m_t = m_d[:, None] & (o_t < L)[None, :]
-    b_g = tl.load(dy + r_dy[:, None] + o_t[None, :] * s_dy_l, mask=m_t, other=0).to(ACC)
-    if SILU:
-        b_p = _pre(x, w, bias, r_x, o_d, m_d, o_t, L, s_x_l, s_w_d, s_w_k, s_bias,
-                   WIDTH, HAS_BIAS, ACC, BLOCK_D, BLOCK_T)  # fmt: skip
-        b_s = tl.sigmoid(b_p)
-        # silu'(p) = s + p s (1 - s)
-        b_g *= b_s * (1.0 + b_p * (1.0 - b_s))
-    return b_g
+def _silu_grad(b_p):
+    # silu'(p) = s + p s (1 - s), s = sigmoid(p)
+    b_s = tl.sigmoid(b_p)
+    return b_s * (1.0 + b_p * (1.0 - b_s))
 
 
 @triton.jit
@@ -82,10 +116,17 @@ def causal_conv1d_fwd_kernel(
     o_t = i_l * BLOCK_L + tl.arange(0, BLOCK_L)
     m_d = o_d < DIM
     r_x = i_b.to(tl.int64) * s_x_b + o_d.to(tl.int64) * s_x_d
-    b_y = _pre(x, w, bias, r_x, o_d, m_d, o_t, L, s_x_l, s_w_d, s_w_k, s_bias,
-               WIDTH, HAS_BIAS, ACC, BLOCK_D, BLOCK_L)  # fmt: skip
-    if SILU:
-        b_y = b_y * tl.sigmoid(b_y)
+    # each chunk of 8 steps and the chunk before it: two aligned loads, the taps are registers
+    x_prev = _columns(x, r_x, m_d, o_t - 8, L, s_x_l, ACC, BLOCK_D, BLOCK_L)
+    x_cur = _columns(x, r_x, m_d, o_t, L, s_x_l, ACC, BLOCK_D, BLOCK_L)
+    ws, b_bias = _params(w, bias, o_d, m_d, s_w_d, s_w_k, s_bias, WIDTH, HAS_BIAS, ACC)
+    ys = ()
+    for r in tl.static_range(8):
+        b_y = _pre(x_prev, x_cur, ws, b_bias, r, WIDTH)
+        if SILU:
+            b_y = b_y * tl.sigmoid(b_y)
+        ys = ys + (b_y,)
+    b_y = _join8(ys, BLOCK_D, BLOCK_L // 8)
     # y is a fresh contiguous (batch, dim, L)
     p_y = y + (i_b * DIM + o_d).to(tl.int64)[:, None] * L + o_t[None, :]
     tl.store(p_y, b_y.to(y.dtype.element_ty), mask=m_d[:, None] & (o_t < L)[None, :])
@@ -95,55 +136,73 @@ def causal_conv1d_fwd_kernel(
 def causal_conv1d_bwd_kernel(
     x, w, bias, dy, dx, dw_part, dbias_part,
     DIM, L, N_L, s_x_b, s_x_d, s_x_l, s_dy_b, s_dy_d, s_dy_l, s_w_d, s_w_k, s_bias,
-    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, GATHER: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_H: tl.constexpr,
+    WIDTH: tl.constexpr, HAS_BIAS: tl.constexpr, SILU: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
 ):  # fmt: skip
+    # g = dy * act'(pre) on each chunk, and on the first W - 1 steps of the next chunk; then
+    # dx[s] = sum_j w[W - 1 - j] g[s + j] and dweight[W - 1 - j] = sum_s x[s] g[s + j]
     i_l, i_d, i_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    o_i = tl.arange(0, BLOCK_L)
-    o_t = i_l * BLOCK_L + o_i
+    o_t = i_l * BLOCK_L + tl.arange(0, BLOCK_L)
     m_d = o_d < DIM
     r_x = i_b.to(tl.int64) * s_x_b + o_d.to(tl.int64) * s_x_d
     r_dy = i_b.to(tl.int64) * s_dy_b + o_d.to(tl.int64) * s_dy_d
-    b_g = _dpre(x, w, bias, dy, r_x, r_dy, o_d, m_d, o_t, L, s_x_l, s_dy_l, s_w_d, s_w_k, s_bias,
-                WIDTH, HAS_BIAS, SILU, ACC, BLOCK_D, BLOCK_L)  # fmt: skip
-    # dx[t] = sum_j w[W - 1 - j] g[t + j]
-    b_dx = tl.load(w + o_d * s_w_d + (WIDTH - 1) * s_w_k, mask=m_d, other=0).to(ACC)[:, None] * b_g
-    if GATHER and WIDTH > 1:
-        # g at the BLOCK_H >= W - 1 steps after the tile
-        o_h = (i_l + 1) * BLOCK_L + tl.arange(0, BLOCK_H)
-        b_gh = _dpre(x, w, bias, dy, r_x, r_dy, o_d, m_d, o_h, L, s_x_l, s_dy_l, s_w_d, s_w_k, s_bias,
-                     WIDTH, HAS_BIAS, SILU, ACC, BLOCK_D, BLOCK_H)  # fmt: skip
-    for j in tl.static_range(1, WIDTH):
-        if GATHER:
-            o_j = o_i + j
-            i_in = tl.broadcast_to(tl.minimum(o_j, BLOCK_L - 1)[None, :], (BLOCK_D, BLOCK_L))
-            i_out = tl.broadcast_to(tl.maximum(o_j - BLOCK_L, 0)[None, :], (BLOCK_D, BLOCK_L))
-            b_gj = tl.where(
-                (o_j < BLOCK_L)[None, :], tl.gather(b_g, i_in, axis=1), tl.gather(b_gh, i_out, axis=1)
-            )
-        else:
-            b_gj = _dpre(x, w, bias, dy, r_x, r_dy, o_d, m_d, o_t + j, L, s_x_l, s_dy_l, s_w_d, s_w_k,
-                         s_bias, WIDTH, HAS_BIAS, SILU, ACC, BLOCK_D, BLOCK_L)  # fmt: skip
-        b_w = tl.load(w + o_d * s_w_d + (WIDTH - 1 - j) * s_w_k, mask=m_d, other=0).to(ACC)
-        b_dx += b_w[:, None] * b_gj
+    x_cur = _columns(x, r_x, m_d, o_t, L, s_x_l, ACC, BLOCK_D, BLOCK_L)
+    dy_cur = _columns(dy, r_dy, m_d, o_t, L, s_dy_l, ACC, BLOCK_D, BLOCK_L)
+    ws, b_bias = _params(w, bias, o_d, m_d, s_w_d, s_w_k, s_bias, WIDTH, HAS_BIAS, ACC)
+    if SILU:
+        x_prev = _columns(x, r_x, m_d, o_t - 8, L, s_x_l, ACC, BLOCK_D, BLOCK_L)
+    g_cur = ()
+    for r in tl.static_range(8):
+        b_g = dy_cur[r]
+        if SILU:
+            b_g = b_g * _silu_grad(_pre(x_prev, x_cur, ws, b_bias, r, WIDTH))
+        g_cur = g_cur + (b_g,)
+    # g at the first W - 1 steps of the next chunks (0 from step L on: dy is)
+    g_next = ()
+    if WIDTH > 1:
+        dy_next = _columns(dy, r_dy, m_d, o_t + 8, L, s_dy_l, ACC, BLOCK_D, BLOCK_L)
+        if SILU:
+            x_next = _columns(x, r_x, m_d, o_t + 8, L, s_x_l, ACC, BLOCK_D, BLOCK_L)
+        for r in tl.static_range(WIDTH - 1):
+            b_g = dy_next[r]
+            if SILU:
+                b_g = b_g * _silu_grad(_pre(x_cur, x_next, ws, b_bias, r, WIDTH))
+            g_next = g_next + (b_g,)
+    # g[s + j] at column r is g_cur[r + j] or, past the chunk, g_next[r + j - 8]
+    dxs = ()
+    for r in tl.static_range(8):
+        b_dx = ws[WIDTH - 1] * g_cur[r]
+        for j in tl.static_range(1, WIDTH):
+            if r + j < 8:
+                b_dx += ws[WIDTH - 1 - j] * g_cur[r + j]
+            else:
+                b_dx += ws[WIDTH - 1 - j] * g_next[r + j - 8]
+        dxs = dxs + (b_dx,)
+    b_dx = _join8(dxs, BLOCK_D, BLOCK_L // 8)
     p_dx = dx + (i_b * DIM + o_d).to(tl.int64)[:, None] * L + o_t[None, :]
     tl.store(p_dx, b_dx.to(dx.dtype.element_ty), mask=m_d[:, None] & (o_t < L)[None, :])
-    # this tile's sums of dweight[:, k] = sum_t g[t] x[t - (W - 1) + k] and dbias = sum_t g[t],
-    # each into the tile's own slot (g is 0 from step L on)
+    # this tile's sums, into its own slot i_p (x is 0 from step L on, g too)
     i_p = (i_b * N_L + i_l).to(tl.int64)
-    for k in tl.static_range(WIDTH):
-        o_s = o_t - (WIDTH - 1) + k
-        m_s = m_d[:, None] & ((o_s >= 0) & (o_s < L))[None, :]
-        b_x = tl.load(x + r_x[:, None] + o_s[None, :] * s_x_l, mask=m_s, other=0).to(ACC)
-        tl.store(dw_part + (i_p * WIDTH + k) * DIM + o_d, tl.sum(b_g * b_x, axis=1), mask=m_d)
+    for j in tl.static_range(WIDTH):
+        b_dw = x_cur[0] * g_cur[j]
+        for r in tl.static_range(1, 8):
+            if r + j < 8:
+                b_dw += x_cur[r] * g_cur[r + j]
+            else:
+                b_dw += x_cur[r] * g_next[r + j - 8]
+        tl.store(dw_part + (i_p * WIDTH + WIDTH - 1 - j) * DIM + o_d, tl.sum(b_dw, axis=1), mask=m_d)
     if HAS_BIAS:
-        tl.store(dbias_part + i_p * DIM + o_d, tl.sum(b_g, axis=1), mask=m_d)
+        b_db = g_cur[0]
+        for r in tl.static_range(1, 8):
+            b_db += g_cur[r]
+        tl.store(dbias_part + i_p * DIM + o_d, tl.sum(b_db, axis=1), mask=m_d)
 
 
 @dataclass(frozen=True)
 class ConvLaunch:
-    """How one kernel runs: a tile of block_d channels x block_l steps per program, num_warps."""
+    """How one kernel runs: a tile of block_d channels x block_l steps per program (block_l a
+    multiple of the 8-step chunks each thread owns), num_warps."""
 
     block_d: int = 16
     block_l: int = 128
@@ -152,25 +211,21 @@ class ConvLaunch:
     def __post_init__(self) -> None:
         if any(v < 1 or v & (v - 1) for v in (self.block_d, self.block_l, self.num_warps)):
             raise BadInput(f"conv block sizes and warps must be powers of two, got {self}")
+        if self.block_l < CHUNK:
+            raise BadInput(f"conv block_l must be at least {CHUNK}, got {self.block_l}")
 
 
 @dataclass(frozen=True)
 class ConvConfig:
-    """Launch shapes of the forward and the backward kernel, and how the backward gets g at
-    the W - 1 later steps ("gather" or "recompute"; see the module docstring)."""
+    """Launch shapes of the forward and the backward kernel."""
 
     fwd: ConvLaunch = ConvLaunch()
     bwd: ConvLaunch = ConvLaunch()
-    shift: str = "gather"
-
-    def __post_init__(self) -> None:
-        if self.shift not in SHIFTS:
-            raise BadInput(f"conv backward shift must be one of {', '.join(SHIFTS)}, got {self.shift!r}")
 
 
 def default_config() -> ConvConfig:
     """Tiles of 16 channels x 128 steps, 4 warps (128 threads, 16 elements each, 8 consecutive
-    steps per thread so the aligned loads and stores are 16 bytes in bf16), backward by gather.
+    steps per thread so the loads and stores are 16 bytes in bf16).
     Chosen without GPU measurements: benchmarks/gpu/conv_variants.py times the alternatives.
     Under the interpreter (which pays per program, not per element): 8 x 32 tiles, so small
     test shapes still span several tiles."""
@@ -201,12 +256,11 @@ def _fwd(
 
 
 def _bwd(
-    x: Tensor, weight: Tensor, bias: Tensor | None, dy: Tensor, silu: bool, cfg: ConvConfig, ct: torch.dtype
+    x: Tensor, weight: Tensor, bias: Tensor | None, dy: Tensor, silu: bool, ls: ConvLaunch, ct: torch.dtype
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """dx (batch, dim, L) in x's dtype; dweight (dim, width) and dbias (dim,) as ct sums."""
     batch, dim, L = x.shape
     width = weight.shape[1]
-    ls = cfg.bwd
     n_l = triton.cdiv(L, ls.block_l)
     dx = _empty(batch, dim, L, like=x)
     dw_part = _empty(batch * n_l, width, dim, like=x, dtype=ct)
@@ -216,9 +270,8 @@ def _bwd(
     causal_conv1d_bwd_kernel[grid](
         x, weight, bb, dy, dx, dw_part, dbias_part,
         dim, L, n_l, *x.stride(), *dy.stride(), *weight.stride(), bb.stride(0),
-        WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, GATHER=cfg.shift == "gather", ACC=_acc(ct),
-        BLOCK_D=ls.block_d, BLOCK_L=ls.block_l, BLOCK_H=triton.next_power_of_2(max(width - 1, 1)),
-        num_warps=ls.num_warps,
+        WIDTH=width, HAS_BIAS=bias is not None, SILU=silu, ACC=_acc(ct),
+        BLOCK_D=ls.block_d, BLOCK_L=ls.block_l, num_warps=ls.num_warps,
     )  # fmt: skip
     dweight = dw_part.sum(0).t()  # (dim, width)
     dbias = dbias_part.sum(0) if bias is not None else None
@@ -239,7 +292,7 @@ class CausalConv1dTriton(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight, bias = ctx.saved_tensors
         silu, cfg, ct = ctx.args
-        dx, dweight, dbias = _bwd(x, weight, bias, dy, silu, cfg, ct)
+        dx, dweight, dbias = _bwd(x, weight, bias, dy, silu, cfg.bwd, ct)
         return (
             dx, dweight.to(weight.dtype), None if dbias is None else dbias.to(bias.dtype), None, None,
         )  # fmt: skip
