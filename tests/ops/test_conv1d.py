@@ -137,6 +137,15 @@ def test_triton_reads_strided_views(device):
     assert_close(dbias, db_ref, 1e-5, "dbias")
 
 
+def test_triton_channels_last_x(device):
+    """x whose steps are not adjacent in memory (copied by the wrapper), no bias, no activation."""
+    case = Case(1, 5, 20, 3, bias=False, silu=False, dtype=f64, block=(8, 16))
+    x0, weight, _, dy = make_inputs(case, seed=9, device=device)
+    x = x0.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    assert x.stride(2) != 1
+    check_against_ref(case, 9, device, x, weight, None, dy)
+
+
 def test_triton_is_deterministic_and_tile_shapes_agree(device):
     case = Case(1, 6, 40, 4, block=(4, 16))
     x, weight, bias, dy = make_inputs(case, seed=3, device=device)
