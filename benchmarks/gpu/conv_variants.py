@@ -12,9 +12,10 @@ forward launch shape; forward+backward rows: the default forward and each backwa
 shape), ``causal_conv1d`` (``causal_conv1d_fn``), and ``copy`` (x into a fresh tensor: the
 forward's bandwidth floor). Every provider is first checked at the timed shape against the fp32
 reference (relative errors of y, dx, dweight, dbias); a wrong one is marked and not timed, so it
-never shows a speed-up. ``triton.testing.do_bench`` (L2 flushed between runs): median, p20, p80
-in ms, and GB/s of the minimum traffic (bf16 x read and y written; backward: x and dy read, dx
-written). ``--dry-run``: tiny shapes on the CPU under the Triton interpreter, checks only.
+never shows a speed-up; one that raises is marked ERROR with its message in the JSON.
+``triton.testing.do_bench`` (L2 flushed between runs): median, p20, p80 in ms, and GB/s of the
+minimum traffic (bf16 x read and y written; backward: x and dy read, dx written).
+``--dry-run``: tiny shapes on the CPU under the Triton interpreter, checks only.
 """
 
 from __future__ import annotations
@@ -159,7 +160,12 @@ def table(rows: list[dict]) -> str:
             timing = f"{'-':>8} {'-':>15} {'-':>6}"
         else:
             timing = f"{r['ms']:8.4f} {r['p20']:7.4f}-{r['p80']:<7.4f} {r['gbps']:6.0f}"
-        speed = "WRONG" if not r["ok"] else ("-" if r["speedup"] is None else f"{r['speedup']:.2f}")
+        if r.get("error"):
+            speed = "ERROR"
+        elif not r["ok"]:
+            speed = "WRONG"
+        else:
+            speed = "-" if r["speedup"] is None else f"{r['speedup']:.2f}"
         lines.append(f"{shape:>16} {r['pass']:8} {r['provider']:14} {r['variant']:32} {timing} "
                      f"{speed:>7} {err}")  # fmt: skip
     return "\n".join(lines)
@@ -176,13 +182,19 @@ def run(dry_run: bool) -> dict:
         ref = reference(t)
         all_jobs = [*jobs, ("copy", "fwd", "x -> fresh tensor", lambda x, w, b: x.contiguous())]
         for provider, pass_, variant, fn in all_jobs:
-            err = {} if provider == "copy" else check(fn, pass_, t, ref)
             row = {"shape": list(shape), "pass": pass_, "provider": provider, "variant": variant,
-                   "err": err, "ok": all(e <= TOL for e in err.values()),
+                   "err": {}, "ok": False, "error": None,
                    "ms": None, "p20": None, "p80": None, "gbps": None}  # fmt: skip
-            if row["ok"] and not dry_run:
-                ms, p20, p80 = do_bench(timed(fn, pass_, t), quantiles=[0.5, 0.2, 0.8])
-                row |= {"ms": ms, "p20": p20, "p80": p80, "gbps": min_bytes(shape, pass_) / ms / 1e6}
+            try:
+                row["err"] = {} if provider == "copy" else check(fn, pass_, t, ref)
+                row["ok"] = all(e <= TOL for e in row["err"].values())
+                if row["ok"] and not dry_run:
+                    ms, p20, p80 = do_bench(timed(fn, pass_, t), quantiles=[0.5, 0.2, 0.8])
+                    row |= {"ms": ms, "p20": p20, "p80": p80, "gbps": min_bytes(shape, pass_) / ms / 1e6}
+            except Exception as e:
+                # one failing provider (an unsupported argument, a compile error) must not cost
+                # the other rows of a GPU session: its row says why
+                row["error"] = f"{type(e).__name__}: {e}"[:500]
             print(json.dumps(row), flush=True)
             rows.append(row)
         del t, ref

@@ -29,6 +29,7 @@ def test_dry_run_checks_every_candidate(tmp_path):
         assert ("triton", "fwd+bwd", f"bwd {bd}x{bl}/{nw}w") in variants
     for r in rows:
         assert r["ms"] is None and r["speedup"] is None, "a dry run times nothing"
+        assert r["error"] is None, r
         if r["provider"] in ("torch", "triton"):
             want = {"y"} if r["pass"] == "fwd" else {"y", "dx", "dweight", "dbias"}
             assert set(r["err"]) == want and r["ok"], r
@@ -38,12 +39,17 @@ def test_dry_run_checks_every_candidate(tmp_path):
 
 def test_wrong_rows_get_no_speedup():
     def row(provider, ok, ms, pass_="fwd"):
-        return {"shape": [1, 2, 3], "pass": pass_, "provider": provider, "ok": ok, "ms": ms}
+        return {"shape": [1, 2, 3], "pass": pass_, "provider": provider, "variant": "v", "ok": ok,
+                "err": {"y": 0.0 if ok else 1.0}, "error": None, "ms": ms, "p20": ms, "p80": ms,
+                "gbps": 1.0}  # fmt: skip
 
     rows = [row("torch", True, 2.0), row("triton", False, 0.5), row("triton", True, 1.0),
             row("triton", True, 1.0, "fwd+bwd")]  # fmt: skip
     cv.mark_speedups(rows)
     assert [r["speedup"] for r in rows] == [1.0, None, 2.0, None]
-    rows = [row("torch", False, 1.0), row("triton", True, 0.5)]
+    text = cv.table(rows).splitlines()
+    assert "WRONG" in text[2] and "2.00" in text[3]
+    rows = [row("torch", False, 1.0), row("triton", True, 0.5) | {"error": "RuntimeError: no"}]
     cv.mark_speedups(rows)
     assert [r["speedup"] for r in rows] == [None, None], "no baseline when torch itself is wrong"
+    assert "ERROR" in cv.table(rows).splitlines()[2]
