@@ -106,7 +106,7 @@ def scan_host_vs_gpu() -> dict[str, float]:
     leaves = [t.requires_grad_() for t in (u, delta, z)]
     out = {}
     for mode in ("fwd", "fwd_bwd"):
-        def call():
+        def call(mode: str = mode) -> None:
             y = selective_scan(u, delta, A, B, C, D, z, bias, True, backend="triton")
             if mode == "fwd_bwd":
                 y.backward(torch.ones_like(y))
@@ -149,9 +149,9 @@ def main() -> None:
     except Exception as e:  # reported, never silently dropped
         print(f"mamba_ssm reference unavailable: {type(e).__name__}: {e}")
     result: dict[str, dict] = {}
-    for name, step in steps.items():
+    for step in steps.values():
         timed(step, 3)
-    for rnd in range(2):
+    for _ in range(2):
         for name, step in steps.items():
             result.setdefault(name, {}).setdefault("rounds_ms", []).append(statistics.median(timed(step)))
     for name, step in steps.items():

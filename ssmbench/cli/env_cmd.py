@@ -23,7 +23,7 @@ def env_command(
     """Show the device, library versions and which scan backends can run here (and why not)."""
     dev = resolve_device(device)
     env = collect_environment(dev)
-    backends = {op: backend_status(dev, op) for op in ("scan", "step", "conv")}
+    backends = {op: backend_status(dev, op) for op in ("scan", "step", "conv", "conv_step")}
     if json_out:
         print_json({"environment": env, "backends": backends})
         return

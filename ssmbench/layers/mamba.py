@@ -133,7 +133,7 @@ class Mamba(nn.Module):
         mamba_ssm's update it is the fastest usable one (triton on CUDA)."""
         if step_backend in CONV_BACKENDS:
             return step_backend
-        return resolve_backend("auto", device, "conv")
+        return resolve_backend("auto", device, "conv_step")
 
     def decode_A(self) -> Tensor:
         """A = -exp(A_log), (d_inner, N) fp32, computed once and reused while A_log is unchanged

@@ -102,3 +102,25 @@ def conv_update_shapes(
     if bias is not None and tuple(bias.shape) != (dim,):
         raise BadInput(f"conv step bias must be ({dim},), got {tuple(bias.shape)}")
     return batch, dim, state_len, width
+
+
+def conv_shapes(x: Tensor, weight: Tensor, bias: Tensor | None, activation: str | None) -> None:
+    """BadInput unless x (batch, dim, L >= 1), weight (dim, width >= 1), bias (dim,) agree, sit on
+    one device, and the activation is known."""
+    if activation not in CONV_ACTIVATIONS:
+        raise BadInput(f"unknown activation {activation!r}; choose from None, 'silu', 'swish'")
+    if x.dim() != 3 or weight.dim() != 2:
+        raise BadInput(
+            f"causal conv1d wants x (batch, dim, L) and weight (dim, width); "
+            f"got {tuple(x.shape)} and {tuple(weight.shape)}"
+        )
+    dim, width = weight.shape
+    if x.shape[1] != dim or width < 1 or x.shape[2] < 1:
+        raise BadInput(
+            f"causal conv1d shapes disagree: x {tuple(x.shape)}, weight {tuple(weight.shape)} "
+            "(x's dim must be weight's, width and L at least 1)"
+        )
+    if bias is not None and tuple(bias.shape) != (dim,):
+        raise BadInput(f"causal conv1d bias must be ({dim},), got {tuple(bias.shape)}")
+    if any(t is not None and t.device != x.device for t in (weight, bias)):
+        raise BadInput("causal conv1d: x, weight and bias must be on one device")

@@ -31,14 +31,22 @@ IMPLS: dict[str, dict[str, tuple[str, str]]] = {
         "mamba_ssm": ("mamba_ssm.ops.triton.selective_state_update", "selective_state_update"),
     },
     "conv": {
+        "ref": ("ssmbench.ops.conv.ref", "causal_conv1d_ref"),
+        "triton": ("ssmbench.ops.conv.triton", "causal_conv1d_triton"),
+        "causal_conv1d": ("causal_conv1d", "causal_conv1d_fn"),
+    },
+    "conv_step": {
         "ref": ("ssmbench.ops.conv.ref", "causal_conv1d_update_ref"),
         "triton": ("ssmbench.ops.conv.triton_update", "causal_conv1d_update_triton"),
     },
 }
+# the official packages each backend needs (optional, CUDA only)
+OFFICIAL = {"mamba_ssm": "mamba_ssm", "causal_conv1d": "causal_conv1d"}
 OP_BACKENDS = {op: tuple(impls) for op, impls in IMPLS.items()}
 SCAN_BACKENDS = OP_BACKENDS["scan"]
 STEP_BACKENDS = OP_BACKENDS["step"]
 CONV_BACKENDS = OP_BACKENDS["conv"]
+CONV_STEP_BACKENDS = OP_BACKENDS["conv_step"]
 
 
 @functools.cache
@@ -57,11 +65,11 @@ def _triton_reason(device: torch.device) -> str | None:
     return "triton kernels need CUDA (on CPU only under TRITON_INTERPRET=1, for testing)"
 
 
-def _mamba_ssm_reason(device: torch.device) -> str | None:
-    if not _module_available("mamba_ssm"):
-        return "mamba_ssm is not installed (optional: pip install 'ssmbench[mamba]')"
+def _official_reason(package: str, device: torch.device) -> str | None:
+    if not _module_available(package):
+        return f"{package} is not installed (optional: pip install 'ssmbench[mamba]')"
     if device.type != "cuda":
-        return "mamba_ssm kernels need CUDA"
+        return f"{package} kernels need CUDA"
     return None
 
 
@@ -73,7 +81,8 @@ def _backend_names(op: str) -> tuple[str, ...]:
 
 
 def backend_status(device: torch.device | str, op: str = "scan") -> dict[str, str | None]:
-    """For each backend of ``op`` ('scan', 'step' or 'conv'): None when usable, else why not."""
+    """For each backend of ``op`` ('scan', 'step', 'conv' or 'conv_step'): None when usable, else
+    why not."""
     device = torch.device(device)
     names = _backend_names(op)
     status: dict[str, str | None] = {}
@@ -83,7 +92,7 @@ def backend_status(device: torch.device | str, op: str = "scan") -> dict[str, st
         elif name == "triton":
             status[name] = _triton_reason(device)
         else:
-            status[name] = _mamba_ssm_reason(device)
+            status[name] = _official_reason(OFFICIAL[name], device)
     return status
 
 
@@ -95,15 +104,15 @@ def available_backends(device: torch.device | str, op: str = "scan") -> list[str
 def resolve_backend(backend: str, device: torch.device | str, op: str = "scan") -> str:
     """The concrete backend that ``backend`` means on ``device``; raise when it cannot run.
 
-    auto: triton on CUDA (then mamba_ssm, then chunked); chunked on CPU for the scan,
-    ref on CPU for the step and the conv step (the interpreter is for correctness, not speed).
+    auto: triton on CUDA (then the official kernel, then chunked); chunked on CPU for the scan,
+    ref on CPU for the others (the interpreter is for correctness, not speed).
     """
     device = torch.device(device)
     names = _backend_names(op)
     status = backend_status(device, op)
     if backend == "auto":
         if device.type == "cuda":
-            order = ("triton", "mamba_ssm", "chunked", "ref")
+            order = ("triton", "mamba_ssm", "causal_conv1d", "chunked", "ref")
         else:
             order = ("chunked", "ref")
         return next(b for b in order if b in status and status[b] is None)
@@ -199,6 +208,26 @@ def causal_conv1d_update(
     oldest first, rolled in place to end with x; weight: (dim, width); bias: (dim,); activation:
     None, 'silu' or 'swish'. Returns act(window . weight + bias), (batch, dim) in x's dtype.
     """
+    name = resolve_backend(backend, x.device, "conv_step")
+    fn = backend_impl("conv_step", name)
+    return fn(x, conv_state, weight, bias, activation)
+
+
+def causal_conv1d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    activation: str | None = None,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """Causal depthwise conv1d over a sequence (causal-conv1d ``causal_conv1d_fn`` contract for x,
+    weight, bias, activation), differentiable.
+
+    x: (batch, dim, L), any batch/channel strides; weight: (dim, width); bias: (dim,); activation:
+    None, 'silu' or 'swish'. y[b, d, t] = act(bias[d] + sum_k weight[d, k] x[b, d, t - width + 1 + k])
+    with x = 0 before t = 0. Returns y (batch, dim, L) in x's dtype.
+    """
     name = resolve_backend(backend, x.device, "conv")
     fn = backend_impl("conv", name)
-    return fn(x, conv_state, weight, bias, activation)
+    return fn(x, weight, bias, activation=activation)

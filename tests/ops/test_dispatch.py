@@ -11,7 +11,7 @@ from ssmbench.ops import (
     scan_impl,
     step_impl,
 )
-from ssmbench.ops.dispatch import IMPLS, backend_impl
+from ssmbench.ops.dispatch import IMPLS, OFFICIAL, backend_impl
 from ssmbench.ops.scan.chunked import selective_scan_chunked
 from ssmbench.ops.state_update.ref import selective_state_update_ref
 
@@ -25,9 +25,9 @@ def test_backend_resolution_cpu():
 
 @pytest.mark.parametrize("op", sorted(OP_BACKENDS))
 def test_every_in_tree_backend_resolves_to_its_function(op):
-    """Each ssmbench backend's (module, function) entry imports (mamba_ssm is optional)."""
+    """Each ssmbench backend's (module, function) entry imports (the official packages are optional)."""
     for name in OP_BACKENDS[op]:
-        if name == "mamba_ssm":
+        if name in OFFICIAL:
             continue
         module, function = IMPLS[op][name]
         fn = backend_impl(op, name)
@@ -41,3 +41,10 @@ def test_impl_lookups():
         scan_impl("nope")
     with pytest.raises(ValueError):
         backend_status("cpu", "nope")
+
+
+def test_official_backends_report_why_not_on_cpu():
+    for op in ("scan", "conv"):
+        status = backend_status("cpu", op)
+        official = [name for name in status if name in OFFICIAL]
+        assert official and all(status[name] for name in official)

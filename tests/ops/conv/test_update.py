@@ -85,12 +85,12 @@ def test_conv_triton_matches_ref_bf16_state_fp32_weights(device):
 
 
 def test_conv_dispatch_and_backends(device):
-    assert available_backends("cpu", "conv")[0] == "ref"
-    assert resolve_backend("auto", "cpu", "conv") == "ref"
+    assert available_backends("cpu", "conv_step")[0] == "ref"
+    assert resolve_backend("auto", "cpu", "conv_step") == "ref"
     if torch.cuda.is_available():
-        assert resolve_backend("auto", "cuda", "conv") == "triton"
-    with pytest.raises(BadInput, match="unknown conv backend"):
-        resolve_backend("chunked", "cpu", "conv")
+        assert resolve_backend("auto", "cuda", "conv_step") == "triton"
+    with pytest.raises(BadInput, match="unknown conv_step backend"):
+        resolve_backend("chunked", "cpu", "conv_step")
     state = torch.randn(1, 3, 2, device=device)
     s_ref = state.clone()
     x, w = torch.randn(1, 3, device=device), torch.randn(3, 2, device=device)
