@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from ssmbench.errors import SsmbenchError
-from ssmbench.report.run import to_json
+from ssmbench.results import to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 

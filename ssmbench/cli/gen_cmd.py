@@ -15,8 +15,8 @@ from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.speed import GenSpeedConfig, run_gen_speed, select_models
 from ssmbench.generate.verify import VerifyResult
 from ssmbench.report.gen_speed import console_table
-from ssmbench.report.run import load_run
 from ssmbench.report.tables import fmt
+from ssmbench.results import load_run
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

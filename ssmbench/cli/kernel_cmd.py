@@ -31,8 +31,8 @@ from ssmbench.profile.spec import (
 )
 from ssmbench.profile.sweep import RowResult
 from ssmbench.report.kernel_profile import console_table, gate_table
-from ssmbench.report.run import load_run
 from ssmbench.report.tables import fmt
+from ssmbench.results import GATE_CSV, load_run
 
 
 def _progress(total: int, rounds: int) -> Callable[[RowResult, int], None]:
@@ -77,7 +77,7 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
     out = console if console.is_terminal else Console(width=max(console.width, 160))
     out.print(console_table(run))
     if result.gate is not None:
-        gate = pd.read_csv(result.path / "gate.csv")
+        gate = pd.read_csv(result.path / GATE_CSV)
         out.print(gate_table(gate))
         g = result.summary.get("gate", {})
         missing = g.get("could_not_compare", [])

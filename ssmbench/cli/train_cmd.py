@@ -11,7 +11,7 @@ from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
 from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
-from ssmbench.report.run import load_run
+from ssmbench.results import load_run
 from ssmbench.train.compare import CompareRequest, plan_compare, resume_compare, run_compare
 from ssmbench.train.progress import CompareProgress, NullProgress
 

@@ -19,7 +19,7 @@ from ssmbench.errors import ResultsError
 from ssmbench.profile.presets import DTYPES, IMPLS, MODES
 from ssmbench.profile.spec import RowSpec, TimingConfig
 from ssmbench.profile.sweep import RowResult
-from ssmbench.report.run import atomic_write_text, to_json
+from ssmbench.results import atomic_write_text, to_json
 
 BASELINE_FORMAT = "ssmbench-kernel-baseline"
 BASELINE_SCHEMA_VERSION = 1

@@ -27,10 +27,14 @@ from ssmbench.profile.spec import ProfileConfig, RowSpec
 from ssmbench.profile.summary import build_summary
 from ssmbench.profile.sweep import RowResult, SweepInterrupted, metrics_row, run_sweep
 from ssmbench.report.kernel_profile import render
-from ssmbench.report.run import RunFolder, atomic_write_json, atomic_write_text, load_run
-
-SAMPLES = "samples.json"
-GATE_CSV = "gate.csv"
+from ssmbench.results import (
+    GATE_CSV,
+    SAMPLES_JSON,
+    RunFolder,
+    atomic_write_json,
+    atomic_write_text,
+    load_run,
+)
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def _run(
         atomic_write_text(folder.path / GATE_CSV, _gate_frame(gate_rows, specs).to_csv(index=False))
     metrics = pd.DataFrame([metrics_row(r, ceilings) for r in results])
     folder.write_metrics(metrics)
-    atomic_write_json(folder.path / SAMPLES, {
+    atomic_write_json(folder.path / SAMPLES_JSON, {
         r.spec.row_id: {"samples_ms": list(r.samples_ms), "round_sizes": list(r.round_sizes)} for r in results
     })
     summary = build_summary(metrics, {
@@ -173,7 +177,7 @@ def _run(
     })
     if gate_rows is not None and gate is not None:
         summary["gate"] = _gate_summary(gate_rows, gate)
-    atomic_write_json(folder.path / "summary.json", summary)
+    folder.write_summary(summary)
     saved = None
     if save_baseline_to is not None:
         # A sweep cut short still gives a baseline: of the rows it measured, and it says so.

@@ -30,7 +30,15 @@ from ssmbench.models.counts import describe_model_set
 from ssmbench.models.presets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.report import train_compare as renderer
-from ssmbench.report.run import METRICS, SUMMARY_JSON, RunFolder, load_run
+from ssmbench.results import (
+    MANIFEST,
+    METRICS,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    RunFolder,
+    atomic_write_text,
+    load_run,
+)
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
 from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
@@ -250,12 +258,13 @@ class _Results:
         cols = ["model", "step", "metric", "value", "wall_s", "tokens", "kernels"]
         self.folder.write_metrics(pd.DataFrame(rows, columns=cols))
         summary = self.summary()
-        self.folder.write_summary(summary, renderer.summary_markdown(self.manifest(), summary))
+        self.folder.write_summary(summary)
+        atomic_write_text(self.folder.path / SUMMARY_MD, renderer.summary_markdown(self.manifest(), summary))
 
     def manifest(self) -> dict[str, Any]:
         import json
 
-        return json.loads((self.folder.path / "manifest.json").read_text())
+        return json.loads((self.folder.path / MANIFEST).read_text())
 
     def _target(self) -> tuple[float | None, str]:
         metric = self.plan.train.steps_metric
