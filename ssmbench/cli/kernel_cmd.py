@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ssmbench.bench.environment import resolve_device
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, err_console, print_json
+from ssmbench.device import dtype_name, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.profile.baseline import load_baseline
 from ssmbench.profile.kernels import GateOptions, KernelProfileRun, run_kernel_profile
@@ -22,7 +22,6 @@ from ssmbench.profile.plan import plan, plan_from_baseline
 from ssmbench.profile.presets import PRESETS
 from ssmbench.profile.regression import GateRule
 from ssmbench.profile.spec import (
-    parse_dtype,
     parse_impls,
     parse_modes,
     parse_percent,
@@ -165,7 +164,7 @@ def kernel_profile_command(
             shapes=[parse_shape(s) for s in shape or ()],
             impls=parse_impls(split_list(impl)),
             modes=parse_modes(split_list(mode)),
-            dtypes=[parse_dtype(d) for d in split_list(dtype)],
+            dtypes=[dtype_name(d) for d in split_list(dtype)],
             head_dim=head_dim,
             warmup_ms=warmup_ms,
             rep_ms=rep_ms,

@@ -20,10 +20,11 @@ import pandas as pd
 import torch
 
 from ssmbench.bench.ceilings import measure_ceilings
-from ssmbench.bench.environment import collect_environment, resolve_device
+from ssmbench.bench.environment import collect_environment
 from ssmbench.data.dataset import EvalSet, TokenDataset
 from ssmbench.data.sources import TextSource, load_source
 from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
+from ssmbench.device import is_oom, resolve_device
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.counts import describe_model_set
@@ -388,13 +389,6 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
     return CompareResult(folder.path, results.summary(), written)
 
 
-def _is_oom(e: BaseException) -> bool:
-    """CUDA out-of-memory, or the CPU allocator failing."""
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
-    )
-
-
 def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
                dev: torch.device, progress: Any, resume: bool) -> None:
     """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
@@ -421,8 +415,8 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
         run.status = "interrupted"
         results.save()
         raise
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
-        if not _is_oom(e):
+    except (RuntimeError, MemoryError) as e:
+        if not is_oom(e):
             raise
         run.status, run.error = "oom", str(e).strip().splitlines()[0][:200]
     finally:
