@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, err_console, print_json
+from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
 from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.speed import GenSpeedConfig, run_gen_speed, select_models
@@ -100,8 +101,7 @@ def gen_speed_command(
         verify=verify,
         seed=seed,
     )
-    say = (lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False)) if not json_out else None
-    result = run_gen_speed(config, out, progress=say)
+    result = run_gen_speed(config, out, progress=progress_for(json_out))
     if json_out:
         print_json({
             "folder": str(result.folder) if result.folder else None,

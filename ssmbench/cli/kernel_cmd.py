@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ssmbench.cli.app import app
-from ssmbench.cli.common import cli_errors, console, err_console, print_json
+from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.cli.progress import progress_for
 from ssmbench.device import dtype_name, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.profile.baseline import load_baseline
@@ -28,24 +28,9 @@ from ssmbench.profile.spec import (
     parse_shape,
     split_list,
 )
-from ssmbench.profile.sweep import RowResult
 from ssmbench.report.kernel_profile import console_table, gate_table
 from ssmbench.report.tables import fmt
 from ssmbench.results import GATE_CSV, load_run
-
-
-def _progress(total: int, rounds: int) -> Callable[[RowResult, int], None]:
-    done = [0]
-
-    def on_row(r: RowResult, rnd: int) -> None:
-        done[0] += 1
-        i = (done[0] - 1) % total + 1
-        med = f"{sorted(r.samples_ms)[len(r.samples_ms) // 2]:.4g} ms" if r.samples_ms else ""
-        where = f"round {rnd + 1}/{rounds} " if rounds > 1 else ""
-        err_console.print(f"{where}[{i}/{total}] {escape(r.spec.row_id)} {med} {escape(r.status)}",
-                          highlight=False, soft_wrap=True)
-
-    return on_row
 
 
 def _print_presets(json_out: bool) -> None:
@@ -174,9 +159,8 @@ def kernel_profile_command(
             cpu_clock=cpu_clock,
             seed=seed,
         )
-    progress = _progress(len(config.rows), config.timing.rounds)
     result = run_kernel_profile(
-        config, out, gate=gate, save_baseline_to=save_baseline, on_row=progress,
+        config, out, gate=gate, save_baseline_to=save_baseline, progress=progress_for(json_out),
         command_line=["ssmbench", *sys.argv[1:]],
     )
     _report(result, json_out)

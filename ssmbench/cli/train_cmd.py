@@ -9,11 +9,11 @@ import typer
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
 from ssmbench.results import load_run
 from ssmbench.train.compare import CompareRequest, plan_compare, resume_compare, run_compare
-from ssmbench.train.progress import CompareProgress, NullProgress
 
 
 @app.command("train-compare")
@@ -59,7 +59,7 @@ def train_compare_command(
 ) -> None:
     """Train the chosen models on the same data and batches; report steps-to-target, loss, BPB,
     tokens/s and memory beside each model's parameter counts."""
-    progress = NullProgress() if json_out else CompareProgress()
+    progress = progress_for(json_out)
     if resume is not None:
         given = {k: v for k, v in dict(
             preset=preset, suite=suite, models=models, steps=steps, batch_size=batch_size, seq_len=seq_len,

@@ -26,6 +26,7 @@ from ssmbench.profile.regression import GateRow, GateRule, compare, exit_code, g
 from ssmbench.profile.spec import ProfileConfig, RowSpec
 from ssmbench.profile.summary import build_summary
 from ssmbench.profile.sweep import RowResult, SweepInterrupted, metrics_row, run_sweep
+from ssmbench.progress import NullProgress, Progress
 from ssmbench.report.kernel_profile import render
 from ssmbench.results import (
     GATE_CSV,
@@ -35,6 +36,8 @@ from ssmbench.results import (
     atomic_write_text,
     load_run,
 )
+
+PROGRESS_KEY = "kernel-profile"
 
 
 @dataclass(frozen=True)
@@ -82,16 +85,18 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def _rerun_regressed(
     results: list[RowResult], config: ProfileConfig, device: torch.device, gate: GateOptions, scale: float,
+    progress: Progress,
 ) -> list[GateRow]:
     """Compare; re-measure REGRESSED rows up to ``gate.retries`` times (all rounds, a pause before
     each), keeping the newest samples: a row stays REGRESSED only if every attempt regresses."""
     attempts = {r.spec.row_id: 1 for r in results}
     rows = compare(gate.baseline, results, gate.rule, scale, attempts)
-    for _ in range(gate.retries):
+    for attempt in range(gate.retries):
         regressed = {g.row_id for g in rows if g.verdict == "REGRESSED"}
         flagged = [r.spec for r in results if r.spec.row_id in regressed]
         if not flagged:
             break
+        progress.note(f"re-measuring {len(flagged)} regressed row(s), attempt {attempt + 2}")
         fresh = {r.spec.row_id: r for r in run_sweep(flagged, device, config.timing, config.seed,
                                                      pause_s=gate.retry_pause_s)}
         results[:] = [fresh.get(r.spec.row_id, r) for r in results]
@@ -113,13 +118,31 @@ def run_kernel_profile(
     *,
     gate: GateOptions | None = None,
     save_baseline_to: Path | None = None,
-    on_row: Callable[[RowResult, int], None] | None = None,
+    progress: Progress | None = None,
     command_line: list[str] | None = None,
 ) -> KernelProfileRun:
     """Measure ``config``'s rows and write the results folder (see the module docstring)."""
     device = torch.device(config.device)
-    with cpu_threads(device, config.timing.threads):
-        return _run(config, device, out, gate, save_baseline_to, on_row, command_line)
+    with cpu_threads(device, config.timing.threads), (progress or NullProgress()) as shown:
+        return _run(config, device, out, gate, save_baseline_to, shown, command_line)
+
+
+def _show_rows(progress: Progress, n_rows: int, rounds: int) -> Callable[[RowResult, int], None]:
+    """The sweep's per-row callback: one bar over rows x rounds; a line for each row that is not ok."""
+    progress.start(PROGRESS_KEY, n_rows * rounds)
+    done, noted = [0], set()
+
+    def on_row(r: RowResult, rnd: int) -> None:
+        done[0] += 1
+        info: dict[str, float | str] = {"round": f"{rnd + 1}/{rounds}", "row": r.spec.row_id}
+        if r.samples_ms:
+            info["ms"] = sorted(r.samples_ms)[len(r.samples_ms) // 2]
+        progress.update(PROGRESS_KEY, done[0], info)
+        if not r.ok and r.spec.row_id not in noted:
+            noted.add(r.spec.row_id)
+            progress.note(f"{r.spec.row_id}: {r.status}")
+
+    return on_row
 
 
 def _run(
@@ -128,7 +151,7 @@ def _run(
     out: Path | None,
     gate: GateOptions | None,
     save_baseline_to: Path | None,
-    on_row: Callable[[RowResult, int], None] | None,
+    progress: Progress,
     command_line: list[str] | None,
 ) -> KernelProfileRun:
     env = collect_environment(device)
@@ -155,6 +178,7 @@ def _run(
     )
     interrupted: SweepInterrupted | None = None
     try:
+        on_row = _show_rows(progress, len(config.rows), config.timing.rounds)
         results = run_sweep(config.rows, device, config.timing, config.seed, on_row)
     except SweepInterrupted as e:
         # Ctrl-C: write every row measured so far (no gate on a partial sweep), then stop.
@@ -163,7 +187,7 @@ def _run(
     gate_rows = None
     if gate is not None:
         scale = normalize_scale(gate.rule, gate.baseline.ceilings, ceilings.to_dict())
-        gate_rows = _rerun_regressed(results, config, device, gate, scale)
+        gate_rows = _rerun_regressed(results, config, device, gate, scale, progress)
         specs = {r.spec.row_id: r.spec for r in results}
         atomic_write_text(folder.path / GATE_CSV, _gate_frame(gate_rows, specs).to_csv(index=False))
     metrics = pd.DataFrame([metrics_row(r, ceilings) for r in results])

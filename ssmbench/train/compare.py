@@ -30,6 +30,7 @@ from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.counts import describe_model_set
 from ssmbench.models.presets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
+from ssmbench.progress import NullProgress, Progress
 from ssmbench.report import train_compare as renderer
 from ssmbench.results import (
     MANIFEST,
@@ -45,7 +46,6 @@ from ssmbench.train.config import TrainConfig
 from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
 from ssmbench.train.metrics import peak_memory, reset_peak_memory, steps_to_target_table
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
-from ssmbench.train.progress import NullProgress
 
 KIND = "train-compare"
 
@@ -346,7 +346,7 @@ class CompareResult:
 
 
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
-                progress: Any = None, resume: bool = False) -> CompareResult:
+                progress: Progress | None = None, resume: bool = False) -> CompareResult:
     """Run (or with ``resume``, continue) the comparison into the folder ``out``."""
     dev = resolve_device(device)
     threads = torch.get_num_threads()
@@ -358,7 +358,7 @@ def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "au
         torch.set_num_threads(threads)
 
 
-def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
+def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress,
          resume: bool) -> CompareResult:
     prep = prepare(plan)
     folder = RunFolder.create(KIND, out)
@@ -390,7 +390,7 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
 
 
 def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
-               dev: torch.device, progress: Any, resume: bool) -> None:
+               dev: torch.device, progress: Progress, resume: bool) -> None:
     """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
     cfg = plan.train
     ckpt = checkpoint_path(results.folder.path, name)
@@ -404,9 +404,9 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
         opt = make_optimizer(model, cfg)
         if resume and ckpt.is_file():
             run = results.runs[name] = load_checkpoint(ckpt, model, opt)
-        progress.start_model(name, cfg.steps, run.step)
+        progress.start(name, cfg.steps, run.step)
         hooks = TrainHooks(
-            progress=lambda r, loss, tps: progress.update(name, r.step, loss, tps),
+            progress=lambda r, loss, tps: progress.update(name, r.step, {"loss": loss, "tok/s": tps}),
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
@@ -430,7 +430,7 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
     progress.finish(name, run.status)
 
 
-def resume_compare(run_dir: Path, *, device: str = "auto", progress: Any = None) -> CompareResult:
+def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None) -> CompareResult:
     """Continue the comparison in ``run_dir`` with the settings in its manifest."""
     loaded = load_run(run_dir)
     if loaded.kind != KIND:

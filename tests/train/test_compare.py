@@ -10,6 +10,7 @@ import torch
 from ssmbench.train import compare
 from ssmbench.train.compare import CompareRequest, plan_compare, run_compare
 from ssmbench.train.loop import ModelRun
+from tests.progress_log import ProgressLog
 
 CURVES = {"transformer": [5.0, 4.0, 3.0], "mamba": [5.0, 4.5, 3.5], "moe": [5.0, 3.0, 2.0]}
 
@@ -32,9 +33,9 @@ def fake_training(monkeypatch):
     monkeypatch.setattr(compare, "train_model", fake)
 
 
-def _run(tmp_path, **kw):
+def _run(tmp_path, progress=None, **kw):
     req = CompareRequest(steps=4, batch_size=2, seq_len=16, tokenizer="bytes", **kw)
-    return run_compare(plan_compare(req), tmp_path / "run", device="cpu")
+    return run_compare(plan_compare(req), tmp_path / "run", device="cpu", progress=progress)
 
 
 def test_oom_is_recorded_and_the_others_go_on(tmp_path, fake_training) -> None:
@@ -63,3 +64,11 @@ def test_explicit_target_and_reference(tmp_path, fake_training) -> None:
     assert by["mamba"]["steps_to_target"] == pytest.approx(2.0)
     assert by["mamba"]["steps_to_target_pct"] == pytest.approx(200.0) and by["mamba"]["speedup"] == 0.5
     assert by["mamba"]["tokens_per_s"] == 1003.0  # median after the first interval
+
+
+def test_progress_bar_per_model_with_its_final_status(tmp_path, fake_training) -> None:
+    log = ProgressLog()
+    _run(tmp_path, progress=log, models=("transformer", "moe-mamba"), reference="transformer")
+    assert log.entered == 1
+    assert log.of("start") == [("start", "transformer", 4, 0), ("start", "moe-mamba", 4, 0)]
+    assert log.of("finish") == [("finish", "transformer", "done"), ("finish", "moe-mamba", "oom")]
