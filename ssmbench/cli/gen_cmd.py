@@ -15,7 +15,7 @@ from ssmbench.errors import BadInput
 from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.speed import GenSpeedConfig, run_gen_speed, select_models
 from ssmbench.generate.verify import VerifyResult
-from ssmbench.report.gen_speed import console_table
+from ssmbench.report.gen_speed import console_table, render
 from ssmbench.report.tables import fmt
 from ssmbench.results import load_run
 
@@ -102,6 +102,10 @@ def gen_speed_command(
         seed=seed,
     )
     result = run_gen_speed(config, out, progress=progress_for(json_out))
+    run = None
+    if result.folder is not None:
+        run = load_run(result.folder)
+        render(run, result.folder)
     if json_out:
         print_json({
             "folder": str(result.folder) if result.folder else None,
@@ -111,8 +115,8 @@ def gen_speed_command(
     else:
         if result.verify:
             console.print(verify_table(result.verify))
-        if result.folder is not None:
-            console.print(console_table(load_run(result.folder)))
+        if run is not None:
+            console.print(console_table(run))
             console.print(f"results in {result.folder}")
     if not result.verify_passed:
         err_console.print("error: cached decoding differs from the forward pass beyond tolerance")

@@ -17,7 +17,7 @@ from ssmbench.cli.progress import progress_for
 from ssmbench.device import dtype_name, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.profile.baseline import load_baseline
-from ssmbench.profile.kernels import GateOptions, KernelProfileRun, run_kernel_profile
+from ssmbench.profile.kernels import KIND, GateOptions, KernelProfileRun, run_kernel_profile
 from ssmbench.profile.plan import plan, plan_from_baseline
 from ssmbench.profile.presets import PRESETS
 from ssmbench.profile.regression import GateRule
@@ -28,9 +28,9 @@ from ssmbench.profile.spec import (
     parse_shape,
     split_list,
 )
-from ssmbench.report.kernel_profile import console_table, gate_table
+from ssmbench.report.kernel_profile import console_table, gate_table, render
 from ssmbench.report.tables import fmt
-from ssmbench.results import GATE_CSV, load_run
+from ssmbench.results import GATE_CSV, MANIFEST, LoadedRun, default_run_dir, load_run
 
 
 def _print_presets(json_out: bool) -> None:
@@ -44,7 +44,7 @@ def _print_presets(json_out: bool) -> None:
                       f"rep_ms {p.rep_ms}, min_reps {p.min_reps}", highlight=False)
 
 
-def _report(result: KernelProfileRun, json_out: bool) -> None:
+def _report(result: KernelProfileRun, run: LoadedRun, written: list[Path], json_out: bool) -> None:
     if json_out:
         rows = result.metrics.astype(object).where(pd.notna(result.metrics), None)
         print_json({
@@ -56,7 +56,6 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
             "baseline_saved": str(result.baseline_saved) if result.baseline_saved else None,
         })
         return
-    run = load_run(result.path)
     # Piped output (a CI log) gets a wide layout instead of rich's 80 columns.
     out = console if console.is_terminal else Console(width=max(console.width, 160))
     out.print(console_table(run))
@@ -73,7 +72,7 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
                       highlight=False)
     if result.baseline_saved is not None:
         console.print(f"baseline written to {result.baseline_saved}")
-    for p in result.written:
+    for p in written:
         console.print(f"wrote {p}")
 
 
@@ -159,10 +158,18 @@ def kernel_profile_command(
             cpu_clock=cpu_clock,
             seed=seed,
         )
-    result = run_kernel_profile(
-        config, out, gate=gate, save_baseline_to=save_baseline, progress=progress_for(json_out),
-        command_line=["ssmbench", *sys.argv[1:]],
-    )
-    _report(result, json_out)
+    folder = out if out is not None else default_run_dir(KIND)
+    try:
+        result = run_kernel_profile(
+            config, folder, gate=gate, save_baseline_to=save_baseline, progress=progress_for(json_out),
+            command_line=["ssmbench", *sys.argv[1:]],
+        )
+    except KeyboardInterrupt:
+        # The task wrote every row measured before the Ctrl-C: render those too.
+        if (folder / MANIFEST).is_file():
+            render(load_run(folder), folder)
+        raise
+    run = load_run(result.path)
+    _report(result, run, render(run, result.path), json_out)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

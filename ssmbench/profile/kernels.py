@@ -1,10 +1,11 @@
 """`ssmbench kernel-profile`: plan a sweep, measure it, write the results folder, gate it.
 
 One run: environment and device ceilings (measured in the same run), every row checked
-and timed, metrics.csv + samples.json + summary.json + manifest.json, then the report
-renderer writes summary.md and the plots. With a baseline it reruns the baseline's rows,
+and timed, metrics.csv + samples.json + summary.json + manifest.json (summary.md and the plots
+are rendered from these by the caller). With a baseline it reruns the baseline's rows,
 re-measures rows that look regressed (``retries`` times: a regression must persist), and
-writes gate.csv; with ``save_baseline`` it also writes a baseline file.
+writes gate.csv; with ``save_baseline`` it also writes a baseline file. Ctrl-C during the
+sweep: every row measured so far is written, then the interrupt goes on (``SweepInterrupted``).
 """
 
 from __future__ import annotations
@@ -27,17 +28,15 @@ from ssmbench.profile.spec import ProfileConfig, RowSpec
 from ssmbench.profile.summary import build_summary
 from ssmbench.profile.sweep import RowResult, SweepInterrupted, metrics_row, run_sweep
 from ssmbench.progress import NullProgress, Progress
-from ssmbench.report.kernel_profile import render
 from ssmbench.results import (
     GATE_CSV,
     SAMPLES_JSON,
     RunFolder,
     atomic_write_json,
     atomic_write_text,
-    load_run,
 )
 
-PROGRESS_KEY = "kernel-profile"
+KIND = "kernel-profile"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,6 @@ class KernelProfileRun:
     summary: dict[str, object]
     gate: list[GateRow] | None
     baseline_saved: Path | None
-    written: list[Path]
 
     @property
     def exit_code(self) -> int:
@@ -129,7 +127,7 @@ def run_kernel_profile(
 
 def _show_rows(progress: Progress, n_rows: int, rounds: int) -> Callable[[RowResult, int], None]:
     """The sweep's per-row callback: one bar over rows x rounds; a line for each row that is not ok."""
-    progress.start(PROGRESS_KEY, n_rows * rounds)
+    progress.start(KIND, n_rows * rounds)
     done, noted = [0], set()
 
     def on_row(r: RowResult, rnd: int) -> None:
@@ -137,7 +135,7 @@ def _show_rows(progress: Progress, n_rows: int, rounds: int) -> Callable[[RowRes
         info: dict[str, float | str] = {"round": f"{rnd + 1}/{rounds}", "row": r.spec.row_id}
         if r.samples_ms:
             info["ms"] = sorted(r.samples_ms)[len(r.samples_ms) // 2]
-        progress.update(PROGRESS_KEY, done[0], info)
+        progress.update(KIND, done[0], info)
         if not r.ok and r.spec.row_id not in noted:
             noted.add(r.spec.row_id)
             progress.note(f"{r.spec.row_id}: {r.status}")
@@ -162,7 +160,7 @@ def _run(
             f"is {kind!r}; timings only compare on the same kind (--allow-device-mismatch to compare anyway)"
         )
     ceilings: Ceilings = measure_ceilings(device, quick=config.quick_ceilings)
-    folder = RunFolder.create("kernel-profile", out)
+    folder = RunFolder.create(KIND, out)
     gate_cfg = None
     if gate is not None:
         gate_cfg = {
@@ -210,10 +208,9 @@ def _run(
             timing=config.timing, seed=config.seed, preset=config.preset,
             interrupted=str(interrupted) if interrupted is not None else None,
         )
-    written = render(load_run(folder.path), folder.path)
     if interrupted is not None:
         raise interrupted
-    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved, written)
+    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved)
 
 
 def _gate_summary(rows: list[GateRow], gate: GateOptions) -> dict[str, object]:

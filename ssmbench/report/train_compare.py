@@ -200,13 +200,19 @@ def _bars(summary: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def render(run: LoadedRun, out: Path) -> list[Path]:
-    """Write summary.md and the PNG plots into ``out`` from the run's files."""
+def render_summary(run: LoadedRun, out: Path) -> Path:
+    """Write summary.md alone into ``out`` (cheap: the CLI calls it after every evaluation)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / SUMMARY_MD, summary_markdown(run.manifest, run.summary or []))
+    return out / SUMMARY_MD
+
+
+def render(run: LoadedRun, out: Path) -> list[Path]:
+    """Write summary.md and the PNG plots into ``out`` from the run's files."""
+    md = render_summary(run, out)
     summary = run.summary or []
     manifest = run.manifest
-    atomic_write_text(out / SUMMARY_MD, summary_markdown(manifest, summary))
     data = manifest.get("data", {}) or {}
     target = summary[0].get("target_value") if summary else None
     metric = summary[0].get("target_metric") if summary else "eval_loss"
@@ -230,7 +236,7 @@ def render(run: LoadedRun, out: Path) -> list[Path]:
         "steps_to_target": _bars(summary),
     }
     paths = [save_png(fig, out, name) for name, fig in figures.items()]
-    return [out / SUMMARY_MD, *paths]
+    return [md, *paths]
 
 
 CONSOLE_COLUMNS = {
