@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -41,6 +40,3 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(to_json(obj))
     sys.stdout.flush()
 
-
-def parse_json_arg(text: str) -> Any:
-    return json.loads(text)

@@ -21,7 +21,6 @@ VALUE_COLUMNS = (
     "gen_time_s", "bytes_per_s", "decode_bytes_per_s", "prefill_bytes_per_s", "step_ms",
     "peak_mem_bytes", "stream_limit_frac",
 )  # fmt: skip
-HIGHER_IS_BETTER = ("bytes_per_s", "decode_bytes_per_s", "prefill_bytes_per_s", "stream_limit_frac")
 
 TABLE_COLUMNS = (
     "model", "batch_size", "status", "gen_time_s", "bytes_per_s", "step_ms", "prefill_bytes_per_s",

@@ -19,7 +19,6 @@ from ssmbench.results import GATE_CSV, SUMMARY_MD, LoadedRun, atomic_write_text
 
 KEY_COLUMNS = ["impl", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "head_dim"]
 VALUE_COLUMNS = ["ms_median", "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "frac_matmul", "rel_err"]
-HIGHER_IS_BETTER = ["tflops", "gbps", "frac_copy_bw", "frac_matmul"]
 
 TABLE_COLUMNS = ["impl", "backend", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "ms_median",
                  "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "rel_err", "status"]
