@@ -407,7 +407,7 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
-        run.status, run.error = "oom", str(e).strip().splitlines()[0][:200]
+        run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt

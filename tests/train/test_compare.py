@@ -94,3 +94,12 @@ def test_the_task_writes_results_and_leaves_rendering_to_its_caller(tmp_path, fa
     assert len(seen) == 4 and seen[-1] == result.summary
     assert [s["status"] for s in seen[0]] == ["pending", "pending"]
     assert [s["status"] for s in seen[1]] == ["done", "pending"]
+
+
+def test_cpu_allocator_failure_is_an_oom_row(tmp_path, monkeypatch) -> None:
+    def no_memory(model, dataset, ev, cfg, dev, run, opt, hooks):
+        raise MemoryError
+
+    monkeypatch.setattr(compare, "train_model", no_memory)
+    result = _run(tmp_path, models=("transformer",))
+    assert [(s["status"], s["error"]) for s in result.summary] == [("oom", "MemoryError")]
