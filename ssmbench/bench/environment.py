@@ -11,25 +11,7 @@ from typing import Any
 
 import torch
 
-from ssmbench.errors import BadInput
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """'auto' (or None) -> cuda when available, else cpu. Unknown or absent device -> BadInput."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise BadInput(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput(f"device {name!r} asked for, but CUDA is not available here")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BadInput(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) here")
-    elif dev.type != "cpu":
-        raise BadInput(f"unsupported device type {dev.type!r} (use cpu or cuda)")
-    return dev
+from ssmbench.device import device_memory_bytes, resolve_device
 
 
 def _version(pkg: str) -> str | None:
@@ -94,7 +76,7 @@ def collect_environment(device: torch.device | str | None = None) -> dict[str, A
         env.update(
             device_name=props.name,
             device_capability=f"{props.major}.{props.minor}",
-            device_memory_bytes=props.total_memory,
+            device_memory_bytes=device_memory_bytes(dev),
             device_sm_count=props.multi_processor_count,
             driver=_driver_version(),
         )

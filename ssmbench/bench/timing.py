@@ -1,6 +1,8 @@
-"""Repeated timing with warm-up: CUDA events on GPU, ``perf_counter`` on CPU.
+"""Timing: CUDA events on GPU, ``perf_counter`` on CPU.
 
-Every sample is kept (the regression gate tests on samples, not only medians).
+``benchmark`` times a callable repeatedly after warm-up and keeps every sample (the regression
+gate tests on samples, not only medians); ``Timeline`` times regions of one run (a decode loop)
+between marks.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -142,6 +145,35 @@ def _benchmark_cuda(
             ends[i].record()
         torch.cuda.synchronize()
         return Timing(tuple(s.elapsed_time(e) for s, e in zip(starts, ends, strict=True)))
+
+
+class Timeline:
+    """Marks on the device timeline: a CUDA event each on GPU, ``perf_counter`` on CPU (where
+    work is synchronous). Read ``ms(a, b)`` after ``finish()``."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self._marks: list[Any] = []
+
+    def mark(self) -> int:
+        """Record a mark now; returns its index."""
+        if self.device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self._marks.append(event)
+        else:
+            self._marks.append(time.perf_counter())
+        return len(self._marks) - 1
+
+    def finish(self) -> None:
+        """Wait for the device, so that every mark has been reached."""
+        synchronize(self.device)
+
+    def ms(self, a: int, b: int) -> float:
+        """Milliseconds from mark ``a`` to mark ``b``."""
+        if self.device.type == "cuda":
+            return float(self._marks[a].elapsed_time(self._marks[b]))
+        return (self._marks[b] - self._marks[a]) * 1e3
 
 
 def synchronize(device: torch.device | str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,7 +11,7 @@ import typer
 from rich.console import Console
 
 from ssmbench.errors import SsmbenchError
-from ssmbench.report.run import to_json
+from ssmbench.results import to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +40,3 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(to_json(obj))
     sys.stdout.flush()
 
-
-def parse_json_arg(text: str) -> Any:
-    return json.loads(text)

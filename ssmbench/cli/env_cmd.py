@@ -8,9 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ssmbench.bench.environment import collect_environment, resolve_device
+from ssmbench.bench.environment import collect_environment
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.device import resolve_device
 from ssmbench.ops import backend_status
 
 

@@ -10,13 +10,14 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, err_console, print_json
+from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
 from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.speed import GenSpeedConfig, run_gen_speed, select_models
 from ssmbench.generate.verify import VerifyResult
-from ssmbench.report.gen_speed import console_table
-from ssmbench.report.run import load_run
+from ssmbench.report.gen_speed import console_table, render
 from ssmbench.report.tables import fmt
+from ssmbench.results import load_run
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
@@ -100,8 +101,11 @@ def gen_speed_command(
         verify=verify,
         seed=seed,
     )
-    say = (lambda msg: err_console.print(f"[dim]{msg}[/]", highlight=False)) if not json_out else None
-    result = run_gen_speed(config, out, progress=say)
+    result = run_gen_speed(config, out, progress=progress_for(json_out))
+    run = None
+    if result.folder is not None:
+        run = load_run(result.folder)
+        render(run, result.folder)
     if json_out:
         print_json({
             "folder": str(result.folder) if result.folder else None,
@@ -111,8 +115,8 @@ def gen_speed_command(
     else:
         if result.verify:
             console.print(verify_table(result.verify))
-        if result.folder is not None:
-            console.print(console_table(load_run(result.folder)))
+        if run is not None:
+            console.print(console_table(run))
             console.print(f"results in {result.folder}")
     if not result.verify_passed:
         err_console.print("error: cached decoding differs from the forward pass beyond tolerance")

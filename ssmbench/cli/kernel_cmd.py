@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,41 +11,26 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ssmbench.bench.environment import resolve_device
 from ssmbench.cli.app import app
-from ssmbench.cli.common import cli_errors, console, err_console, print_json
+from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.cli.progress import progress_for
+from ssmbench.device import dtype_name, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.profile.baseline import load_baseline
-from ssmbench.profile.kernels import GateOptions, KernelProfileRun, run_kernel_profile
+from ssmbench.profile.kernels import KIND, GateOptions, KernelProfileRun, run_kernel_profile
 from ssmbench.profile.plan import plan, plan_from_baseline
 from ssmbench.profile.presets import PRESETS
 from ssmbench.profile.regression import GateRule
 from ssmbench.profile.spec import (
-    parse_dtype,
     parse_impls,
     parse_modes,
     parse_percent,
     parse_shape,
     split_list,
 )
-from ssmbench.profile.sweep import RowResult
-from ssmbench.report.kernel_profile import console_table, gate_table
-from ssmbench.report.run import load_run
+from ssmbench.report.kernel_profile import console_table, gate_table, render
 from ssmbench.report.tables import fmt
-
-
-def _progress(total: int, rounds: int) -> Callable[[RowResult, int], None]:
-    done = [0]
-
-    def on_row(r: RowResult, rnd: int) -> None:
-        done[0] += 1
-        i = (done[0] - 1) % total + 1
-        med = f"{sorted(r.samples_ms)[len(r.samples_ms) // 2]:.4g} ms" if r.samples_ms else ""
-        where = f"round {rnd + 1}/{rounds} " if rounds > 1 else ""
-        err_console.print(f"{where}[{i}/{total}] {escape(r.spec.row_id)} {med} {escape(r.status)}",
-                          highlight=False, soft_wrap=True)
-
-    return on_row
+from ssmbench.results import GATE_CSV, MANIFEST, LoadedRun, default_run_dir, load_run
 
 
 def _print_presets(json_out: bool) -> None:
@@ -60,7 +44,7 @@ def _print_presets(json_out: bool) -> None:
                       f"rep_ms {p.rep_ms}, min_reps {p.min_reps}", highlight=False)
 
 
-def _report(result: KernelProfileRun, json_out: bool) -> None:
+def _report(result: KernelProfileRun, run: LoadedRun, written: list[Path], json_out: bool) -> None:
     if json_out:
         rows = result.metrics.astype(object).where(pd.notna(result.metrics), None)
         print_json({
@@ -72,12 +56,11 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
             "baseline_saved": str(result.baseline_saved) if result.baseline_saved else None,
         })
         return
-    run = load_run(result.path)
     # Piped output (a CI log) gets a wide layout instead of rich's 80 columns.
     out = console if console.is_terminal else Console(width=max(console.width, 160))
     out.print(console_table(run))
     if result.gate is not None:
-        gate = pd.read_csv(result.path / "gate.csv")
+        gate = pd.read_csv(result.path / GATE_CSV)
         out.print(gate_table(gate))
         g = result.summary.get("gate", {})
         missing = g.get("could_not_compare", [])
@@ -89,7 +72,7 @@ def _report(result: KernelProfileRun, json_out: bool) -> None:
                       highlight=False)
     if result.baseline_saved is not None:
         console.print(f"baseline written to {result.baseline_saved}")
-    for p in result.written:
+    for p in written:
         console.print(f"wrote {p}")
 
 
@@ -165,7 +148,7 @@ def kernel_profile_command(
             shapes=[parse_shape(s) for s in shape or ()],
             impls=parse_impls(split_list(impl)),
             modes=parse_modes(split_list(mode)),
-            dtypes=[parse_dtype(d) for d in split_list(dtype)],
+            dtypes=[dtype_name(d) for d in split_list(dtype)],
             head_dim=head_dim,
             warmup_ms=warmup_ms,
             rep_ms=rep_ms,
@@ -175,11 +158,18 @@ def kernel_profile_command(
             cpu_clock=cpu_clock,
             seed=seed,
         )
-    progress = _progress(len(config.rows), config.timing.rounds)
-    result = run_kernel_profile(
-        config, out, gate=gate, save_baseline_to=save_baseline, on_row=progress,
-        command_line=["ssmbench", *sys.argv[1:]],
-    )
-    _report(result, json_out)
+    folder = out if out is not None else default_run_dir(KIND)
+    try:
+        result = run_kernel_profile(
+            config, folder, gate=gate, save_baseline_to=save_baseline, progress=progress_for(json_out),
+            command_line=["ssmbench", *sys.argv[1:]],
+        )
+    except KeyboardInterrupt:
+        # The task wrote every row measured before the Ctrl-C: render those too.
+        if (folder / MANIFEST).is_file():
+            render(load_run(folder), folder)
+        raise
+    run = load_run(result.path)
+    _report(result, run, render(run, result.path), json_out)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

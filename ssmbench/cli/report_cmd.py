@@ -11,8 +11,8 @@ from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
 from ssmbench.report.compare import compare_runs
 from ssmbench.report.registry import renderer_for
-from ssmbench.report.run import RunFolder, atomic_write_text, load_run
 from ssmbench.report.tables import fmt, markdown_table, rich_table
+from ssmbench.results import RunFolder, atomic_write_text, load_run
 
 
 @app.command("report")

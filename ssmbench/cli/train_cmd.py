@@ -9,11 +9,11 @@ import typer
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
-from ssmbench.report.run import load_run
+from ssmbench.results import load_run
 from ssmbench.train.compare import CompareRequest, plan_compare, resume_compare, run_compare
-from ssmbench.train.progress import CompareProgress, NullProgress
 
 
 @app.command("train-compare")
@@ -59,7 +59,7 @@ def train_compare_command(
 ) -> None:
     """Train the chosen models on the same data and batches; report steps-to-target, loss, BPB,
     tokens/s and memory beside each model's parameter counts."""
-    progress = NullProgress() if json_out else CompareProgress()
+    progress = progress_for(json_out)
     if resume is not None:
         given = {k: v for k, v in dict(
             preset=preset, suite=suite, models=models, steps=steps, batch_size=batch_size, seq_len=seq_len,
@@ -70,7 +70,7 @@ def train_compare_command(
         if given or (out is not None and out != resume):
             names = ", ".join("--" + k.replace("_", "-") for k in given) or "--out"
             raise BadInput(f"--resume takes its settings from {resume}/manifest.json; drop {names}")
-        result = resume_compare(resume, device=device, progress=progress)
+        result = resume_compare(resume, device=device, progress=progress, results_changed=_render_summary)
     else:
         request = CompareRequest(
             preset=preset, suite=suite, models=_split(models), steps=steps, batch_size=batch_size,
@@ -78,12 +78,19 @@ def train_compare_command(
             checkpoint_every=checkpoint_every, data=data, tokenizer=tokenizer, seed=seed or 0,
             experts=experts, reference=reference, target_loss=target_loss, threads=threads,
         )  # fmt: skip
-        result = run_compare(plan_compare(request), out, device=device, progress=progress)
+        result = run_compare(plan_compare(request), out, device=device, progress=progress,
+                             results_changed=_render_summary)
+    renderer.render(load_run(result.path), result.path)
     if json_out:
         print_json({"run": str(result.path), "summary": result.summary})
         return
     console.print(renderer.console_table(load_run(result.path)))
     console.print(f"results: {result.path}")
+
+
+def _render_summary(folder: Path) -> None:
+    """summary.md after every evaluation, so a user can watch it during a long run."""
+    renderer.render_summary(load_run(folder), folder)
 
 
 def _split(models: str | None) -> tuple[str, ...] | None:

@@ -9,7 +9,6 @@ the same step runs eagerly and ``path`` says why.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,35 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ssmbench.bench.timing import Timeline
 from ssmbench.generate.graphs import capture_graphs, keys_for, plan_for
 from ssmbench.generate.sampling import Sampling, sample_next
-
-
-class Clock:
-    """Marks on the device timeline: CUDA events on GPU, ``perf_counter`` on CPU (synchronous)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.marks: list[Any] = []
-
-    def mark(self) -> int:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-        return len(self.marks) - 1
-
-    def ms(self, a: int, b: int) -> float:
-        """Milliseconds from mark ``a`` to mark ``b`` (call after ``finish``)."""
-        if self.cuda:
-            return float(self.marks[a].elapsed_time(self.marks[b]))
-        return (self.marks[b] - self.marks[a]) * 1e3
-
-    def finish(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
 
 
 @dataclass
@@ -183,7 +156,7 @@ class Decoder:
         on its own; reported against the position of the first token consumed in the window.
         """
         self.reset()
-        clock = Clock(self.device)
+        clock = Timeline(self.device)
         starts = {s for s in probe_steps if s >= 1 and s + window <= self.gen_len}
         ends = {s + window: s for s in starts}
         open_marks: dict[int, int] = {}

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ssmbench.device import dtype_bytes, parse_dtype
 from ssmbench.profile.problem import Problem, generator, max_rel_err, randn
-from ssmbench.profile.spec import DTYPE_BYTES, RowSpec
+from ssmbench.profile.spec import RowSpec
 
 # Tried in this order; the first one that runs the problem is timed and recorded.
 SDPA_ORDER = {
@@ -50,7 +51,7 @@ def attention_flops(spec: RowSpec) -> int:
 
 def attention_bytes(spec: RowSpec) -> int:
     b, d, L, _ = spec.shape
-    e = DTYPE_BYTES[spec.dtype]
+    e = dtype_bytes(spec.dtype)
     if spec.mode == "step":
         return 2 * b * d * L * e + 2 * b * d * e
     one = b * d * L * e
@@ -66,7 +67,7 @@ def unsupported_reason(spec: RowSpec) -> str | None:
 def _qkv(spec: RowSpec, device: torch.device, seed: int, grad: bool) -> tuple[Tensor, Tensor, Tensor]:
     b, d, L, _ = spec.shape
     h, hd = d // spec.head_dim, spec.head_dim
-    dtype = getattr(torch, spec.dtype)
+    dtype = parse_dtype(spec.dtype)
     gen = generator(device, seed)
     q_len = 1 if spec.mode == "step" else L
     q = randn((b, h, q_len, hd), gen, device, dtype)  # (B, H, Lq, hd)

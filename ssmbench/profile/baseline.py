@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ssmbench.device import DTYPES
 from ssmbench.errors import ResultsError
-from ssmbench.profile.presets import DTYPES, IMPLS, MODES
+from ssmbench.profile.presets import IMPLS, MODES
 from ssmbench.profile.spec import RowSpec, TimingConfig
 from ssmbench.profile.sweep import RowResult
-from ssmbench.report.run import atomic_write_text, to_json
+from ssmbench.results import atomic_write_text, to_json
 
 BASELINE_FORMAT = "ssmbench-kernel-baseline"
 BASELINE_SCHEMA_VERSION = 1
@@ -126,7 +127,7 @@ def _row(raw: Any, where: str) -> BaselineRow:
         raise ResultsError(f"{where} is not an object")
     spec = RowSpec(**{k: _need(raw, k, str if k in ("impl", "mode", "dtype") else int, where)
                       for k in _ROW_FIELDS})
-    if spec.impl not in IMPLS or spec.mode not in MODES or spec.dtype not in DTYPES.values():
+    if spec.impl not in IMPLS or spec.mode not in MODES or spec.dtype not in DTYPES:
         raise ResultsError(f"{where}: unknown impl/mode/dtype {spec.impl}/{spec.mode}/{spec.dtype}")
     if min(spec.batch, spec.dim, spec.seqlen, spec.dstate, spec.head_dim) < 1:
         raise ResultsError(f"{where}: sizes must be positive")

@@ -1,10 +1,11 @@
 """`ssmbench kernel-profile`: plan a sweep, measure it, write the results folder, gate it.
 
 One run: environment and device ceilings (measured in the same run), every row checked
-and timed, metrics.csv + samples.json + summary.json + manifest.json, then the report
-renderer writes summary.md and the plots. With a baseline it reruns the baseline's rows,
+and timed, metrics.csv + samples.json + summary.json + manifest.json (summary.md and the plots
+are rendered from these by the caller). With a baseline it reruns the baseline's rows,
 re-measures rows that look regressed (``retries`` times: a regression must persist), and
-writes gate.csv; with ``save_baseline`` it also writes a baseline file.
+writes gate.csv; with ``save_baseline`` it also writes a baseline file. Ctrl-C during the
+sweep: every row measured so far is written, then the interrupt goes on (``SweepInterrupted``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ from ssmbench.profile.regression import GateRow, GateRule, compare, exit_code, g
 from ssmbench.profile.spec import ProfileConfig, RowSpec
 from ssmbench.profile.summary import build_summary
 from ssmbench.profile.sweep import RowResult, SweepInterrupted, metrics_row, run_sweep
-from ssmbench.report.kernel_profile import render
-from ssmbench.report.run import RunFolder, atomic_write_json, atomic_write_text, load_run
+from ssmbench.progress import NullProgress, Progress
+from ssmbench.results import (
+    GATE_CSV,
+    SAMPLES_JSON,
+    RunFolder,
+    atomic_write_json,
+    atomic_write_text,
+)
 
-SAMPLES = "samples.json"
-GATE_CSV = "gate.csv"
+KIND = "kernel-profile"
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,6 @@ class KernelProfileRun:
     summary: dict[str, object]
     gate: list[GateRow] | None
     baseline_saved: Path | None
-    written: list[Path]
 
     @property
     def exit_code(self) -> int:
@@ -78,16 +83,18 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def _rerun_regressed(
     results: list[RowResult], config: ProfileConfig, device: torch.device, gate: GateOptions, scale: float,
+    progress: Progress,
 ) -> list[GateRow]:
     """Compare; re-measure REGRESSED rows up to ``gate.retries`` times (all rounds, a pause before
     each), keeping the newest samples: a row stays REGRESSED only if every attempt regresses."""
     attempts = {r.spec.row_id: 1 for r in results}
     rows = compare(gate.baseline, results, gate.rule, scale, attempts)
-    for _ in range(gate.retries):
+    for attempt in range(gate.retries):
         regressed = {g.row_id for g in rows if g.verdict == "REGRESSED"}
         flagged = [r.spec for r in results if r.spec.row_id in regressed]
         if not flagged:
             break
+        progress.note(f"re-measuring {len(flagged)} regressed row(s), attempt {attempt + 2}")
         fresh = {r.spec.row_id: r for r in run_sweep(flagged, device, config.timing, config.seed,
                                                      pause_s=gate.retry_pause_s)}
         results[:] = [fresh.get(r.spec.row_id, r) for r in results]
@@ -109,13 +116,31 @@ def run_kernel_profile(
     *,
     gate: GateOptions | None = None,
     save_baseline_to: Path | None = None,
-    on_row: Callable[[RowResult, int], None] | None = None,
+    progress: Progress | None = None,
     command_line: list[str] | None = None,
 ) -> KernelProfileRun:
     """Measure ``config``'s rows and write the results folder (see the module docstring)."""
     device = torch.device(config.device)
-    with cpu_threads(device, config.timing.threads):
-        return _run(config, device, out, gate, save_baseline_to, on_row, command_line)
+    with cpu_threads(device, config.timing.threads), (progress or NullProgress()) as shown:
+        return _run(config, device, out, gate, save_baseline_to, shown, command_line)
+
+
+def _show_rows(progress: Progress, n_rows: int, rounds: int) -> Callable[[RowResult, int], None]:
+    """The sweep's per-row callback: one bar over rows x rounds; a line for each row that is not ok."""
+    progress.start(KIND, n_rows * rounds)
+    done, noted = [0], set()
+
+    def on_row(r: RowResult, rnd: int) -> None:
+        done[0] += 1
+        info: dict[str, float | str] = {"round": f"{rnd + 1}/{rounds}", "row": r.spec.row_id}
+        if r.samples_ms:
+            info["ms"] = sorted(r.samples_ms)[len(r.samples_ms) // 2]
+        progress.update(KIND, done[0], info)
+        if not r.ok and r.spec.row_id not in noted:
+            noted.add(r.spec.row_id)
+            progress.note(f"{r.spec.row_id}: {r.status}")
+
+    return on_row
 
 
 def _run(
@@ -124,7 +149,7 @@ def _run(
     out: Path | None,
     gate: GateOptions | None,
     save_baseline_to: Path | None,
-    on_row: Callable[[RowResult, int], None] | None,
+    progress: Progress,
     command_line: list[str] | None,
 ) -> KernelProfileRun:
     env = collect_environment(device)
@@ -135,7 +160,7 @@ def _run(
             f"is {kind!r}; timings only compare on the same kind (--allow-device-mismatch to compare anyway)"
         )
     ceilings: Ceilings = measure_ceilings(device, quick=config.quick_ceilings)
-    folder = RunFolder.create("kernel-profile", out)
+    folder = RunFolder.create(KIND, out)
     gate_cfg = None
     if gate is not None:
         gate_cfg = {
@@ -151,6 +176,7 @@ def _run(
     )
     interrupted: SweepInterrupted | None = None
     try:
+        on_row = _show_rows(progress, len(config.rows), config.timing.rounds)
         results = run_sweep(config.rows, device, config.timing, config.seed, on_row)
     except SweepInterrupted as e:
         # Ctrl-C: write every row measured so far (no gate on a partial sweep), then stop.
@@ -159,12 +185,12 @@ def _run(
     gate_rows = None
     if gate is not None:
         scale = normalize_scale(gate.rule, gate.baseline.ceilings, ceilings.to_dict())
-        gate_rows = _rerun_regressed(results, config, device, gate, scale)
+        gate_rows = _rerun_regressed(results, config, device, gate, scale, progress)
         specs = {r.spec.row_id: r.spec for r in results}
         atomic_write_text(folder.path / GATE_CSV, _gate_frame(gate_rows, specs).to_csv(index=False))
     metrics = pd.DataFrame([metrics_row(r, ceilings) for r in results])
     folder.write_metrics(metrics)
-    atomic_write_json(folder.path / SAMPLES, {
+    atomic_write_json(folder.path / SAMPLES_JSON, {
         r.spec.row_id: {"samples_ms": list(r.samples_ms), "round_sizes": list(r.round_sizes)} for r in results
     })
     summary = build_summary(metrics, {
@@ -173,7 +199,7 @@ def _run(
     })
     if gate_rows is not None and gate is not None:
         summary["gate"] = _gate_summary(gate_rows, gate)
-    atomic_write_json(folder.path / "summary.json", summary)
+    folder.write_summary(summary)
     saved = None
     if save_baseline_to is not None:
         # A sweep cut short still gives a baseline: of the rows it measured, and it says so.
@@ -182,10 +208,9 @@ def _run(
             timing=config.timing, seed=config.seed, preset=config.preset,
             interrupted=str(interrupted) if interrupted is not None else None,
         )
-    written = render(load_run(folder.path), folder.path)
     if interrupted is not None:
         raise interrupted
-    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved, written)
+    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved)
 
 
 def _gate_summary(rows: list[GateRow], gate: GateOptions) -> dict[str, object]:

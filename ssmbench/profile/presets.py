@@ -21,11 +21,6 @@ MODE_IMPLS = {
     "fwd_bwd": IMPLS,
     "step": ("ref", "triton", "mamba_ssm", ATTENTION),
 }
-DTYPES = {
-    "float32": "float32", "fp32": "float32", "f32": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "f16": "float16", "half": "float16",
-}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 # The public ops dispatch (resolve_backend) inspects the installed packages on every call,
 # which would be timed with the kernel: resolve once, then call the backend directly.
+from ssmbench.device import dtype_bytes, parse_dtype
 from ssmbench.ops import resolve_backend, scan_impl, step_impl
 from ssmbench.ops.scan.chunked import chunked_mode
 from ssmbench.ops.scan.cost import ScanShape
@@ -21,20 +22,20 @@ from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.state_update.ref import selective_state_update_ref
 from ssmbench.profile.presets import CHECK_SEQLEN, SIZE_LIMITS
 from ssmbench.profile.problem import Problem, generator, max_rel_err, rand, randn
-from ssmbench.profile.spec import DTYPE_BYTES, RowSpec
+from ssmbench.profile.spec import RowSpec
 
 SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 STEP_ARGS = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias")
 
 
 def count_shape(spec: RowSpec) -> ScanShape:
-    return ScanShape(spec.batch, spec.dim, spec.seqlen, spec.dstate, elem_bytes=DTYPE_BYTES[spec.dtype])
+    return ScanShape(spec.batch, spec.dim, spec.seqlen, spec.dstate, elem_bytes=dtype_bytes(spec.dtype))
 
 
 def scan_inputs(spec: RowSpec, device: torch.device, seed: int, grad: bool = False) -> dict[str, Tensor]:
     """Random scan inputs for ``spec`` (never zeros); leaves require grad when ``grad``."""
     b, d, L, n = spec.shape
-    dt = getattr(torch, spec.dtype)
+    dt = parse_dtype(spec.dtype)
     f32 = torch.float32
     g = generator(device, seed)
     x = {
@@ -53,7 +54,7 @@ def scan_inputs(spec: RowSpec, device: torch.device, seed: int, grad: bool = Fal
 def step_inputs(spec: RowSpec, device: torch.device, seed: int) -> dict[str, Tensor]:
     """Random decode-step inputs: state (B, D, N) fp32; x, dt, z (B, D); B, C (B, N)."""
     b, d, _, n = spec.shape
-    dt = getattr(torch, spec.dtype)
+    dt = parse_dtype(spec.dtype)
     f32 = torch.float32
     g = generator(device, seed)
     return {

@@ -6,16 +6,15 @@ CLI stays one call into the library; every bad value is a one-line BadInput.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
+from ssmbench.device import device_memory_bytes, dtype_bytes
 from ssmbench.errors import BadInput
 from ssmbench.profile.presets import (
     ATTENTION,
-    DTYPES,
     IMPLS,
     MODE_IMPLS,
     MODES,
@@ -23,8 +22,6 @@ from ssmbench.profile.presets import (
     ProfilePreset,
     Shape,
 )
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 
 
 @dataclass(frozen=True)
@@ -124,13 +121,6 @@ def parse_shape(text: str) -> Shape:
     return nums  # type: ignore[return-value]
 
 
-def parse_dtype(name: str) -> str:
-    try:
-        return DTYPES[name.lower()]
-    except KeyError:
-        raise BadInput(f"unknown dtype {name!r}; choose from float32, bfloat16, float16") from None
-
-
 def parse_impls(names: Sequence[str]) -> list[str]:
     for n in names:
         if n not in IMPLS:
@@ -193,19 +183,9 @@ def expand_rows(
     return tuple(rows)
 
 
-def device_memory_bytes(device: torch.device) -> int:
-    """Total memory of ``device`` (GPU memory, or physical RAM for the CPU)."""
-    if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
 def resident_bytes(spec: RowSpec) -> int:
     """Lower bound on the memory one row needs at once: inputs, outputs and (fwd_bwd) grads."""
-    e = DTYPE_BYTES[spec.dtype]
+    e = dtype_bytes(spec.dtype)
     b, d, L, n = spec.shape
     if spec.is_attention:
         if spec.mode == "step":

@@ -16,6 +16,7 @@ import torch
 
 from ssmbench.bench.ceilings import Ceilings
 from ssmbench.bench.timing import Timing, benchmark
+from ssmbench.device import device_memory_bytes, is_oom
 from ssmbench.ops import backend_status
 from ssmbench.ops.scan.cost import scan_bytes, scan_flops
 from ssmbench.profile.attention import attention_bytes, attention_flops, attention_problem, attention_rel_err
@@ -23,7 +24,7 @@ from ssmbench.profile.attention import unsupported_reason as attention_unsupport
 from ssmbench.profile.presets import MODE_IMPLS, SIZE_LIMITS, TOLERANCES
 from ssmbench.profile.scan import check_spec as scan_check_spec
 from ssmbench.profile.scan import count_shape, scan_problem, scan_rel_err
-from ssmbench.profile.spec import RowSpec, TimingConfig, device_memory_bytes, resident_bytes
+from ssmbench.profile.spec import RowSpec, TimingConfig, resident_bytes
 
 
 @dataclass
@@ -95,13 +96,6 @@ def check_row(spec: RowSpec, device: torch.device, seed: int, backend: str) -> t
     return err, "same shape" if cspec == spec else _shape_text(cspec)
 
 
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    text = str(e)
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 def _error_status(e: BaseException) -> str:
     first = (str(e).strip().splitlines() or [""])[0][:200]
     return f"error: {type(e).__name__}: {first}" if first else f"error: {type(e).__name__}"
@@ -130,7 +124,7 @@ def measure_row(
             )
         result.samples_ms, result.round_sizes = t.samples_ms, (t.n,)
     except Exception as e:  # a failing impl is a row, not the end of the sweep
-        result.status = "oom" if _is_oom(e) else _error_status(e)
+        result.status = "oom" if is_oom(e) else _error_status(e)
         result.samples_ms, result.round_sizes = (), ()
     finally:
         if device.type == "cuda":

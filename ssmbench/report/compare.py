@@ -6,7 +6,7 @@ import pandas as pd
 
 from ssmbench.errors import ResultsError
 from ssmbench.report.registry import renderer_for
-from ssmbench.report.run import LoadedRun
+from ssmbench.results import LoadedRun
 
 
 def compare_runs(a: LoadedRun, b: LoadedRun) -> pd.DataFrame:

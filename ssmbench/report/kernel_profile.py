@@ -13,19 +13,18 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from ssmbench.report.run import LoadedRun, RunFolder, atomic_write_text
+from ssmbench.report.figures import save_png
 from ssmbench.report.tables import fmt, markdown_table, rich_table
+from ssmbench.results import GATE_CSV, SUMMARY_MD, LoadedRun, atomic_write_text
 
 KEY_COLUMNS = ["impl", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "head_dim"]
 VALUE_COLUMNS = ["ms_median", "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "frac_matmul", "rel_err"]
-HIGHER_IS_BETTER = ["tflops", "gbps", "frac_copy_bw", "frac_matmul"]
 
 TABLE_COLUMNS = ["impl", "backend", "mode", "batch", "dim", "seqlen", "dstate", "dtype", "ms_median",
                  "ms_p20", "ms_p80", "tflops", "gbps", "frac_copy_bw", "rel_err", "status"]
 GATE_COLUMNS = ["row_id", "baseline_ms", "now_ms", "ratio", "p_slower", "attempts", "verdict", "note"]
 LATENCY_PNG = "latency_vs_seqlen"
 ROOFLINE_PNG = "roofline"
-GATE_CSV = "gate.csv"
 MODE_TITLES = {"fwd": "forward", "fwd_bwd": "forward + backward", "step": "decode step (L = KV cache)"}
 
 
@@ -200,15 +199,15 @@ def summary_markdown(run: LoadedRun) -> str:
 
 def render(run: LoadedRun, out: Path) -> list[Path]:
     """Write summary.md, latency_vs_seqlen.png and roofline.png into ``out``."""
-    folder = RunFolder(path=Path(out), kind="kernel-profile")
-    folder.path.mkdir(parents=True, exist_ok=True)
-    md = folder.path / "summary.md"
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / SUMMARY_MD
     atomic_write_text(md, summary_markdown(run))
     written = [md]
     df = run.metrics
     if df.empty or "status" not in df.columns:
         return written
-    written.append(folder.save_figure(plot_latency(df), LATENCY_PNG))
-    written.append(folder.save_figure(plot_roofline(df, run.manifest.get("ceilings") or {}), ROOFLINE_PNG))
+    written.append(save_png(plot_latency(df), out, LATENCY_PNG))
+    written.append(save_png(plot_roofline(df, run.manifest.get("ceilings") or {}), out, ROOFLINE_PNG))
     return written
 

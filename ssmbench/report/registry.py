@@ -1,9 +1,9 @@
 """Which renderer re-draws which kind of results folder.
 
 A renderer module exposes KEY_COLUMNS (identity columns of metrics.csv), VALUE_COLUMNS
-(numeric columns worth comparing, lower-is-better unless listed in HIGHER_IS_BETTER),
-``render(run: LoadedRun, out: Path) -> list[Path]`` (summary.md and plots, from the
-folder's files alone) and ``console_table(run: LoadedRun) -> rich Table``.
+(numeric columns worth comparing), ``render(run: LoadedRun, out: Path) -> list[Path]``
+(summary.md and plots, from the folder's files alone) and ``console_table(run: LoadedRun)
+-> rich Table``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
-from ssmbench.report.run import SUMMARY_MD, LoadedRun, RunFolder, atomic_write_text
+from ssmbench.report.figures import save_png
 from ssmbench.report.tables import fmt, markdown_table
+from ssmbench.results import SUMMARY_MD, LoadedRun, atomic_write_text
 
 KEY_COLUMNS = ["model", "step", "metric"]
 VALUE_COLUMNS = ["value"]
@@ -199,13 +200,19 @@ def _bars(summary: list[dict[str, Any]]) -> Figure:
     return fig
 
 
+def render_summary(run: LoadedRun, out: Path) -> Path:
+    """Write summary.md alone into ``out`` (cheap: the CLI calls it after every evaluation)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / SUMMARY_MD, summary_markdown(run.manifest, run.summary or []))
+    return out / SUMMARY_MD
+
+
 def render(run: LoadedRun, out: Path) -> list[Path]:
     """Write summary.md and the PNG plots into ``out`` from the run's files."""
-    folder = RunFolder(Path(out), run.kind)
-    folder.path.mkdir(parents=True, exist_ok=True)
+    md = render_summary(run, out)
     summary = run.summary or []
     manifest = run.manifest
-    atomic_write_text(folder.path / SUMMARY_MD, summary_markdown(manifest, summary))
     data = manifest.get("data", {}) or {}
     target = summary[0].get("target_value") if summary else None
     metric = summary[0].get("target_metric") if summary else "eval_loss"
@@ -228,8 +235,8 @@ def render(run: LoadedRun, out: Path) -> list[Path]:
                                    bpb_lines, log_x=True),
         "steps_to_target": _bars(summary),
     }
-    paths = [folder.save_figure(fig, name) for name, fig in figures.items()]
-    return [folder.path / SUMMARY_MD, *paths]
+    paths = [save_png(fig, out, name) for name, fig in figures.items()]
+    return [md, *paths]
 
 
 CONSOLE_COLUMNS = {

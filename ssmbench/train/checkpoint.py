@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssmbench.report.run import atomic_write_bytes
+from ssmbench.results import atomic_write_bytes
 from ssmbench.train.loop import ModelRun
 
 

@@ -1,8 +1,9 @@
 """`train-compare`: train several models on one data stream and compare them.
 
 Plan (validate everything the user gave, cheaply) -> prepare data and tokenizer -> train each
-model in turn, writing metrics.csv and summary.json after every evaluation -> steps-to-target
-against the reference -> summary.md and plots through ssmbench.report.train_compare.
+model in turn, writing metrics.csv and summary.json after every evaluation (and telling the
+caller through ``results_changed``, so the CLI can re-render summary.md for a user watching)
+-> steps-to-target against the reference. Rendering (summary.md, plots) is the caller's.
 ``--resume DIR`` rebuilds the same plan from DIR/manifest.json, keeps the models that finished
 and continues an interrupted one from its last checkpoint.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,23 +22,23 @@ import pandas as pd
 import torch
 
 from ssmbench.bench.ceilings import measure_ceilings
-from ssmbench.bench.environment import collect_environment, resolve_device
+from ssmbench.bench.environment import collect_environment
 from ssmbench.data.dataset import EvalSet, TokenDataset
 from ssmbench.data.sources import TextSource, load_source
 from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
+from ssmbench.device import is_oom, resolve_device
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.counts import describe_model_set
 from ssmbench.models.presets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
-from ssmbench.report import train_compare as renderer
-from ssmbench.report.run import METRICS, SUMMARY_JSON, RunFolder, load_run
+from ssmbench.progress import NullProgress, Progress
+from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
 from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
 from ssmbench.train.metrics import peak_memory, reset_peak_memory, steps_to_target_table
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
-from ssmbench.train.progress import NullProgress
 
 KIND = "train-compare"
 
@@ -216,8 +218,9 @@ def prepare(plan: ComparePlan) -> Prepared:
 class _Results:
     """The runs of all models and how they are written to the folder."""
 
-    def __init__(self, folder: RunFolder, plan: ComparePlan, prep: Prepared) -> None:
-        self.folder, self.plan, self.prep = folder, plan, prep
+    def __init__(self, folder: RunFolder, plan: ComparePlan, prep: Prepared,
+                 changed: Callable[[Path], None]) -> None:
+        self.folder, self.plan, self.prep, self.changed = folder, plan, prep, changed
         self.runs: dict[str, ModelRun] = {}
 
     def load_previous(self) -> None:
@@ -239,7 +242,7 @@ class _Results:
             )  # fmt: skip
 
     def save(self) -> None:
-        """metrics.csv, summary.json and summary.md (atomic each); cheap enough for every eval."""
+        """metrics.csv and summary.json (atomic each), then ``changed``; cheap enough for every eval."""
         rows = []
         for name in self.plan.names:
             run = self.runs.get(name)
@@ -249,13 +252,8 @@ class _Results:
             rows.extend({**r, "kernels": kernels} for r in run.rows)
         cols = ["model", "step", "metric", "value", "wall_s", "tokens", "kernels"]
         self.folder.write_metrics(pd.DataFrame(rows, columns=cols))
-        summary = self.summary()
-        self.folder.write_summary(summary, renderer.summary_markdown(self.manifest(), summary))
-
-    def manifest(self) -> dict[str, Any]:
-        import json
-
-        return json.loads((self.folder.path / "manifest.json").read_text())
+        self.folder.write_summary(self.summary())
+        self.changed(self.folder.path)
 
     def _target(self) -> tuple[float | None, str]:
         metric = self.plan.train.steps_metric
@@ -332,27 +330,29 @@ def _steady(rows: list[dict[str, Any]], metric: str) -> float | None:
 class CompareResult:
     path: Path
     summary: list[dict[str, Any]]
-    written: list[Path]
 
 
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
-                progress: Any = None, resume: bool = False) -> CompareResult:
-    """Run (or with ``resume``, continue) the comparison into the folder ``out``."""
+                progress: Progress | None = None, resume: bool = False,
+                results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+    """Run (or with ``resume``, continue) the comparison into the folder ``out``.
+    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json."""
     dev = resolve_device(device)
     threads = torch.get_num_threads()
     if dev.type == "cpu" and plan.cpu_threads:
         torch.set_num_threads(plan.cpu_threads)
     try:
-        return _run(plan, out, dev, progress or NullProgress(), resume)
+        return _run(plan, out, dev, progress or NullProgress(), resume,
+                    results_changed or (lambda _folder: None))
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
-         resume: bool) -> CompareResult:
+def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress,
+         resume: bool, results_changed: Callable[[Path], None]) -> CompareResult:
     prep = prepare(plan)
     folder = RunFolder.create(KIND, out)
-    results = _Results(folder, plan, prep)
+    results = _Results(folder, plan, prep, results_changed)
     if resume:
         results.load_previous()
         folder.update_manifest(resumed_on=str(dev))
@@ -375,19 +375,11 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Any,
             _train_one(name, mcfg, plan, prep, results, dev, progress, resume)
             results.save()
     results.save()
-    written = renderer.render(load_run(folder.path), folder.path)
-    return CompareResult(folder.path, results.summary(), written)
-
-
-def _is_oom(e: BaseException) -> bool:
-    """CUDA out-of-memory, or the CPU allocator failing."""
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
-    )
+    return CompareResult(folder.path, results.summary())
 
 
 def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
-               dev: torch.device, progress: Any, resume: bool) -> None:
+               dev: torch.device, progress: Progress, resume: bool) -> None:
     """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
     cfg = plan.train
     ckpt = checkpoint_path(results.folder.path, name)
@@ -401,9 +393,9 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
         opt = make_optimizer(model, cfg)
         if resume and ckpt.is_file():
             run = results.runs[name] = load_checkpoint(ckpt, model, opt)
-        progress.start_model(name, cfg.steps, run.step)
+        progress.start(name, cfg.steps, run.step)
         hooks = TrainHooks(
-            progress=lambda r, loss, tps: progress.update(name, r.step, loss, tps),
+            progress=lambda r, loss, tps: progress.update(name, r.step, {"loss": loss, "tok/s": tps}),
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
@@ -412,10 +404,10 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
         run.status = "interrupted"
         results.save()
         raise
-    except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
-        if not _is_oom(e):
+    except (RuntimeError, MemoryError) as e:
+        if not is_oom(e):
             raise
-        run.status, run.error = "oom", str(e).strip().splitlines()[0][:200]
+        run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt
@@ -427,7 +419,8 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
     progress.finish(name, run.status)
 
 
-def resume_compare(run_dir: Path, *, device: str = "auto", progress: Any = None) -> CompareResult:
+def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None,
+                   results_changed: Callable[[Path], None] | None = None) -> CompareResult:
     """Continue the comparison in ``run_dir`` with the settings in its manifest."""
     loaded = load_run(run_dir)
     if loaded.kind != KIND:
@@ -439,4 +432,5 @@ def resume_compare(run_dir: Path, *, device: str = "auto", progress: Any = None)
     if plan.train.to_dict() != config.get("train"):
         raise ResultsError(f"the {plan.preset.name!r} preset changed since {run_dir} was started; "
                            "cannot resume it with this ssmbench")
-    return run_compare(plan, run_dir, device=device, progress=progress, resume=True)
+    return run_compare(plan, run_dir, device=device, progress=progress, resume=True,
+                       results_changed=results_changed)

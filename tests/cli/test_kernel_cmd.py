@@ -84,6 +84,7 @@ def test_ctrl_c_keeps_finished_rows(tmp_path, monkeypatch):
     assert list(pd.read_csv(out / "metrics.csv")["row_id"]) == ["ref/fwd/1x16x16x4/float32",
                                                                  "attention/fwd/1x16x16x4/float32/hd16"]
     assert "interrupted in round 1" in json.loads((out / "manifest.json").read_text())["interrupted"]
+    assert "- rows: 2;" in (out / "summary.md").read_text()  # rendered on the way out
     partial = json.loads((tmp_path / "b.json").read_text())  # a baseline of the rows measured
     assert len(partial["rows"]) == 2 and partial["interrupted"].startswith("interrupted in round 1")
 

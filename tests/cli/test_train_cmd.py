@@ -90,6 +90,7 @@ def test_resume_does_not_redo_finished_models(tmp_path, runner, monkeypatch) -> 
     assert res.exit_code == 130
     summary = json.loads((out / "summary.json").read_text())
     assert [s["status"] for s in summary] == ["done", "interrupted"]
+    assert "`mamba`: interrupted" in (out / "summary.md").read_text()  # re-rendered at the interrupt
     assert (out / "checkpoints" / "mamba.pt").is_file()
     partial = pd.read_csv(out / "metrics.csv")
     assert (partial[partial.model == "mamba"].metric == "train_loss").sum() >= 3  # partial curve on disk

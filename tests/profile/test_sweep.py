@@ -18,7 +18,6 @@ from ssmbench.profile.spec import (
     TimingConfig,
     check_fits,
     expand_rows,
-    parse_dtype,
     parse_impls,
     parse_percent,
     parse_shape,
@@ -44,9 +43,6 @@ def test_parsing():
     for bad in ("fast", "-5%"):
         with pytest.raises(BadInput):
             parse_percent(bad)
-    assert parse_dtype("bf16") == "bfloat16"
-    with pytest.raises(BadInput, match="unknown dtype"):
-        parse_dtype("int8")
     with pytest.raises(BadInput, match="unknown impl"):
         parse_impls(["ref", "cuda_magic"])
 

@@ -4,14 +4,14 @@ import pandas as pd
 import pytest
 
 from ssmbench.errors import ResultsError
-from ssmbench.report.run import SCHEMA_VERSION, RunFolder, atomic_write_text, load_run
+from ssmbench.results import SCHEMA_VERSION, RunFolder, atomic_write_text, load_run
 
 
 def test_run_folder_roundtrip(tmp_path):
     folder = RunFolder.create("kernel-profile", tmp_path / "run")
     folder.write_manifest(config={"a": 1}, seed=3, environment={"device": "cpu"})
     folder.write_metrics([{"impl": "ref", "ms_median": 1.5}, {"impl": "chunked", "ms_median": 0.5}])
-    folder.write_summary({"ok": True}, "# hi\n")
+    folder.write_summary({"ok": True})
     run = load_run(tmp_path / "run")
     assert run.kind == "kernel-profile"
     assert run.manifest["schema_version"] == SCHEMA_VERSION

@@ -1,4 +1,5 @@
-"""Results folders: manifest.json, metrics.csv, summary.json/summary.md, PNG plots.
+"""Results folders: the file names, writing them (manifest, metrics, summary.json) and reading
+them back. Tasks write through this module; ``ssmbench.report`` renders what it reads back.
 
 Every write is atomic (temp file in the same folder, then ``os.replace``), so a run
 interrupted with Ctrl-C leaves either the previous or the new version of each file.
@@ -25,6 +26,9 @@ MANIFEST = "manifest.json"
 METRICS = "metrics.csv"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+# kernel-profile: every row's timing samples, and the regression gate's verdicts
+SAMPLES_JSON = "samples.json"
+GATE_CSV = "gate.csv"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -124,22 +128,9 @@ class RunFolder:
         atomic_write_text(self.path / METRICS, df.to_csv(index=False))
         return self.path / METRICS
 
-    def write_summary(self, summary: Any, markdown: str) -> None:
+    def write_summary(self, summary: Any) -> Path:
         atomic_write_json(self.path / SUMMARY_JSON, summary)
-        atomic_write_text(self.path / SUMMARY_MD, markdown)
-
-    def save_figure(self, fig: Any, name: str, dpi: int = 130) -> Path:
-        """Save a matplotlib figure as ``name``.png atomically and close it."""
-        import io
-
-        import matplotlib.pyplot as plt
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
-        target = self.path / f"{name}.png"
-        atomic_write_bytes(target, buf.getvalue())
-        return target
+        return self.path / SUMMARY_JSON
 
 
 @dataclass(frozen=True)
