@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from benchmarks.scan_problems import NAMES, Case, make_inputs
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan.chunked import selective_scan_chunked
@@ -35,8 +36,7 @@ from ssmbench.ops.scan.counts import ScanShape, scan_bytes, scan_flops
 from ssmbench.ops.scan.ref import selective_scan_ref
 from ssmbench.ops.scan.step import selective_state_update_ref, selective_state_update_triton
 from ssmbench.ops.scan.triton_scan import LaunchShape, TritonScanConfig, default_config, selective_scan_triton
-from tests.helpers import rel_err
-from tests.ops.scan_cases import NAMES, Case, make_inputs
+from ssmbench.profile.problem import rel_err
 
 DEV = torch.device("cuda")
 MAIN = (8, 1536, 2048, 16)

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.gpu import bwd_variants
+from benchmarks.scan_problems import NAMES, Case, make_inputs
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan import chunked
 from ssmbench.ops.scan.ref import selective_scan_ref
-from tests.helpers import rel_err
-from tests.ops.scan_cases import NAMES, Case, make_inputs
+from ssmbench.profile.problem import rel_err
 
 DEV = bwd_variants.DEV
 # (label, module constants, compile)
