@@ -2,7 +2,7 @@
 
     PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu/chunked_variants.py [--json PATH]
 
-At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (the issue-2 shape): first the
+At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (kernel-profile's first standard shape): first the
 torch.profiler kernel tables of one no-grad forward of ``ssmbench.ops.scan.chunked``, eager
 and compiled, then the forward (no grad) eager and through torch.compile with other values of
 its module constants (``GROUP_ELEMENTS``, the state elements one group of chunks works on;
