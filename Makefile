@@ -2,26 +2,37 @@
 PY ?= python3
 OUT ?= results/demo
 
-.PHONY: install demo test lint bench profile-smoke docs clean
+.PHONY: torch install install-dev install-bench demo test lint bench profile-smoke docs clean
 
 # torch first: on a CPU-only machine `torch==2.13.0` is the local CPU build; an
 # unpinned torch would pull gigabytes of CUDA wheels. A machine that already has a
 # torch (a GPU image, say) keeps it.
-install:
+torch:
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+
+# The package alone: no triton, no test tools.
+install: torch
+	$(PY) -m pip install -q -e .
+
+# What the tests need: pytest, ruff, scipy, triton (its interpreter runs the kernels on CPU),
+# and pytest-benchmark (tests/benchmarks runs the benchmark suites).
+install-dev: torch
+	$(PY) -m pip install -q -e '.[dev,bench]'
+
+install-bench: torch
+	$(PY) -m pip install -q -e '.[bench]'
 
 demo: install
 	$(PY) -m ssmbench train-compare --preset smoke --out $(OUT)/train-compare
 	$(PY) -m ssmbench kernel-profile --preset smoke --out $(OUT)/kernel-profile
 
-test: install
+test: install-dev
 	$(PY) -m pytest tests
 
-lint: install
+lint: install-dev
 	$(PY) -m ruff check ssmbench tests benchmarks
 
-bench: install
+bench: install-bench
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave
 
 profile-smoke: install

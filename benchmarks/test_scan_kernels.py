@@ -1,9 +1,9 @@
 """pytest-benchmark suite of the kernels kernel-profile measures: every scan backend and SDPA
 attention, forward, forward+backward and decode step.
 
-Small shapes on CPU (float32), two of ANCHORS.md's shapes on CUDA (bfloat16). Inputs, the
-correctness check and the size rules are kernel-profile's own; a row that is incorrect fails
-instead of reporting a speed. Run:
+Small shapes on CPU (float32), the first two shapes of kernel-profile's standard preset on CUDA
+(bfloat16). Inputs, the correctness check and the size rules are kernel-profile's own; a row that
+is incorrect fails instead of reporting a speed. Run:
 
     pytest benchmarks --benchmark-autosave
     pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%

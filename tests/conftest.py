@@ -12,10 +12,6 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
-SHARED_TEXT = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt"
-)
-
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
@@ -25,14 +21,6 @@ def _seed() -> None:
 @pytest.fixture
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@pytest.fixture
-def shared_text_path() -> str:
-    """Real English text for tests that want it; skips cleanly when it is not beside the repo."""
-    if not os.path.isfile(SHARED_TEXT):
-        pytest.skip("../shared/data/tinyshakespeare.txt not present")
-    return SHARED_TEXT
 
 
 @pytest.fixture

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.scan_problems import NAMES, Case, make_inputs
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.timing import benchmark
-from tests.helpers import rel_err
-from tests.ops.scan_cases import NAMES, Case, make_inputs
+from ssmbench.profile.problem import rel_err
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "ssmbench/ops/scan/triton.py"

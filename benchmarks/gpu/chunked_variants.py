@@ -2,7 +2,7 @@
 
     PYTHONPATH=. PYTHONUNBUFFERED=1 python3 benchmarks/gpu/chunked_variants.py [--json PATH]
 
-At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (the issue-2 shape): first the
+At (8, 1536, 2048, 16) bf16 with z, D, delta_bias, softplus (kernel-profile's first standard shape): first the
 torch.profiler kernel tables of one no-grad forward of ``ssmbench.ops.scan.chunked``, eager
 and compiled, then the forward (no grad) eager and through torch.compile with other values of
 its module constants (``GROUP_ELEMENTS``, the state elements one group of chunks works on;
@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.gpu import bwd_variants
+from benchmarks.scan_problems import NAMES, Case, make_inputs
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan import chunked
 from ssmbench.ops.scan.ref import selective_scan_ref
-from tests.helpers import rel_err
-from tests.ops.scan_cases import NAMES, Case, make_inputs
+from ssmbench.profile.problem import rel_err
 
 DEV = bwd_variants.DEV
 # (label, module constants, compile)

@@ -54,7 +54,8 @@ def _l_sweep(batch: int, dim: int, dstate: int, lengths: tuple[int, ...]) -> tup
     return tuple((batch, dim, L, dstate) for L in lengths)
 
 
-# The five shapes ANCHORS.md measured mamba_ssm's CUDA kernel on (H100 and H200).
+# Five shapes whose widths are the inner widths (2 x d_model) of the Mamba paper's models
+# (arXiv 2312.00752), 130M to 2.8B; results/kernel-profile-standard-h100 times mamba_ssm on them.
 ANCHOR_SHAPES: tuple[Shape, ...] = (
     (8, 1536, 2048, 16),
     (8, 2048, 4096, 16),
@@ -83,7 +84,7 @@ PRESETS: dict[str, ProfilePreset] = {
         ),
         ProfilePreset(
             name="standard",
-            description="GPU: the ANCHORS.md shapes in bf16 plus an L sweep at (8, 2048, L, 16) "
+            description="GPU: five Mamba-sized shapes in bf16 plus an L sweep at (8, 2048, L, 16) "
             "for the scan-vs-attention crossover",
             shapes=ANCHOR_SHAPES + _l_sweep(8, 2048, 16, (256, 512, 1024, 2048, 8192, 16384)),
             rounds=2,

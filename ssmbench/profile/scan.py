@@ -1,6 +1,6 @@
 """Selective-scan problems for kernel-profile: random inputs, the timed call, the check against ref.
 
-Inputs follow mamba_ssm's tests and ANCHORS.md: u, delta, z, B, C in the row's dtype;
+Inputs follow mamba_ssm's tests: u, delta, z, B, C in the row's dtype;
 A, D, delta_bias in float32; z gating and delta_softplus on. The decode step works on a
 float32 state (batch, dim, N).
 """

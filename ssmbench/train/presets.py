@@ -1,7 +1,7 @@
 """Training presets: which model set, on what data, for how long; the papers' figures beside them.
 
 Presets are data. ``smoke`` runs on a laptop CPU in minutes; ``small`` takes minutes per model
-on one H100; ``paper-*`` mirror the MoE-Mamba paper's two setups (ANCHORS.md) and carry its
+on one H100; ``paper-*`` mirror the MoE-Mamba paper's two setups (arXiv 2401.04081) and carry its
 published numbers so that reports show them beside the measured ones.
 """
 

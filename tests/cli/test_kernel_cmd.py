@@ -133,6 +133,7 @@ def test_baseline_file_has_samples(baseline):
     assert all(len(r["samples_ms"]) >= 24 for r in doc["rows"] if r["status"] == "ok")
 
 
+@pytest.mark.timing
 def test_unchanged_code_passes_repeatedly(tmp_path):
     """False positives: five reruns against a baseline taken moments before, default threshold.
 
@@ -155,6 +156,7 @@ def test_unchanged_code_passes_repeatedly(tmp_path):
     assert failing == []
 
 
+@pytest.mark.timing
 def test_baseline_twice_as_fast_fails(tmp_path, monkeypatch):
     """A kernel with a steady cost (4 ms of this thread's CPU time spent before the real one;
     the smoke timing counts thread CPU time) against a baseline that says it took half that."""

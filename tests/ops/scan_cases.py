@@ -1,57 +1,16 @@
-"""Shared inputs and one comparison for every scan backend: outputs, final state and the
-gradient of every input against autograd through the sequential reference in float64."""
+"""One comparison for every scan backend: outputs, final state and the gradient of every input
+against autograd through the sequential reference in float64. The cases and their inputs come
+from benchmarks/scan_problems.py, which the GPU scripts share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from benchmarks.scan_problems import NAMES, Case, make_inputs
 from ssmbench.ops.scan.ref import selective_scan_ref
 from tests.helpers import assert_close
 
-NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One scan problem. groups 0: B/C of shape (batch, N, L); G > 0: (batch, G, N, L)."""
-
-    batch: int
-    dim: int
-    L: int
-    N: int
-    groups: int = 0
-    z: bool = True
-    D: bool = True
-    bias: bool = True
-    softplus: bool = True
-    dtype: torch.dtype = torch.float64
-
-
-def make_inputs(case: Case, seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
-    """Fresh random inputs: activations and B/C in case.dtype, A/D/delta_bias in fp32 (fp64
-    when case.dtype is fp64), as Mamba layers pass them. A < 0; delta centred for softplus."""
-    g = torch.Generator().manual_seed(seed)
-    act, par = case.dtype, torch.float64 if case.dtype == torch.float64 else torch.float32
-    b, d, L, n = case.batch, case.dim, case.L, case.N
-
-    def rnd(*shape, dtype, scale=1.0, shift=0.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype).to(device)
-
-    bc = (b, n, L) if case.groups == 0 else (b, case.groups, n, L)
-    delta = rnd(b, d, L, dtype=act, scale=0.5, shift=-1.0) if case.softplus else (
-        torch.rand(b, d, L, generator=g, dtype=torch.float64) * 0.5).to(act).to(device)
-    return {
-        "u": rnd(b, d, L, dtype=act),
-        "delta": delta,
-        "A": (-torch.rand(d, n, generator=g, dtype=torch.float64) * 4 - 0.1).to(par).to(device),
-        "B": rnd(*bc, dtype=act),
-        "C": rnd(*bc, dtype=act),
-        "D": rnd(d, dtype=par) if case.D else None,
-        "z": rnd(b, d, L, dtype=act) if case.z else None,
-        "delta_bias": rnd(d, dtype=par, scale=0.3) if case.bias else None,
-    }
+__all__ = ["NAMES", "Case", "check_against_ref", "make_inputs"]
 
 
 def check_against_ref(fn, case: Case, seed: int, tol: float, *, use_last: bool = True, device="cpu", **kw):

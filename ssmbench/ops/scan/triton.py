@@ -14,7 +14,7 @@ one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the b
 (a forward scan between flips of L, over the block's own decays).
 dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics;
 dA, dD and d(delta_bias) are written per batch row and summed after. Design notes and
-H100 measurements: docs/kernels.md.
+H100 measurements: docs/design/kernels.md.
 """
 
 from __future__ import annotations
@@ -363,7 +363,7 @@ class TritonScanConfig:
 
 
 def default_config() -> TritonScanConfig:
-    """Launch shapes chosen on an H100 (sweeps in docs/kernels.md): forward 16 channels x 8
+    """Launch shapes chosen on an H100 (sweeps in docs/design/kernels.md): forward 16 channels x 8
     steps, backward 4 channels x 16 steps, one warp each. Under the interpreter: small blocks,
     and a backward block of two forward blocks, so tests cover saving every other state."""
     if triton_interpreting():

@@ -95,6 +95,7 @@ def test_chunked_mode(monkeypatch):
     assert chunked.chunked_mode(u, needs_grad=False) == "eager"
 
 
+@pytest.mark.compile
 def test_compiled_chunks_match_ref_and_last_state():
     # the torch.compile path (the default on CUDA without autograd), here through inductor's CPU
     # code generation: one grouped case at an odd length with several chunk groups

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# One device call runs one or more stages. Usage (on the GPU machine, from the repo root):
-#   bash benchmarks/gpu/session.sh STAGE [STAGE...]
-# Stages: kernels | variants | chunked | gate | tests | train | gen | bench. Results go under $OUT (tarred:
-# the device tool brings back at most 8 files) and the log to $OUT/session.log.
+# Runs the GPU measurements behind docs/results.md, one or more stages per call. Usage (on the GPU
+# machine, from the repo root):
+#   bash benchmarks/gpu/run_stage.sh STAGE [STAGE...]
+# Stages: kernels | variants | chunked | gate | tests | train | gen | bench. Results go under $OUT as one
+# tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
 : "${OUT:=/tmp/out}"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 R=/tmp/results; mkdir -p "$R" "$OUT"
-exec > >(tee -a "$OUT/session.log") 2>&1
+exec > >(tee -a "$OUT/run_stage.log") 2>&1
 ss() { python3 -m ssmbench "$@"; echo "[exit $? : ssmbench $*]"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
 python3 -m ssmbench env --json > "$OUT/env.json"

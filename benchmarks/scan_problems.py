@@ -1,0 +1,51 @@
+"""Random selective-scan problems shared by the GPU scripts under benchmarks/ and the scan tests
+(tests/ops/scan_cases.py): one case type and one input builder, so both see the same inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One scan problem. groups 0: B/C of shape (batch, N, L); G > 0: (batch, G, N, L)."""
+
+    batch: int
+    dim: int
+    L: int
+    N: int
+    groups: int = 0
+    z: bool = True
+    D: bool = True
+    bias: bool = True
+    softplus: bool = True
+    dtype: torch.dtype = torch.float64
+
+
+def make_inputs(case: Case, seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor | None]:
+    """Fresh random inputs: activations and B/C in case.dtype, A/D/delta_bias in fp32 (fp64
+    when case.dtype is fp64), as Mamba layers pass them. A < 0; delta centred for softplus."""
+    g = torch.Generator().manual_seed(seed)
+    act, par = case.dtype, torch.float64 if case.dtype == torch.float64 else torch.float32
+    b, d, L, n = case.batch, case.dim, case.L, case.N
+
+    def rnd(*shape, dtype, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype).to(device)
+
+    bc = (b, n, L) if case.groups == 0 else (b, case.groups, n, L)
+    delta = rnd(b, d, L, dtype=act, scale=0.5, shift=-1.0) if case.softplus else (
+        torch.rand(b, d, L, generator=g, dtype=torch.float64) * 0.5).to(act).to(device)
+    return {
+        "u": rnd(b, d, L, dtype=act),
+        "delta": delta,
+        "A": (-torch.rand(d, n, generator=g, dtype=torch.float64) * 4 - 0.1).to(par).to(device),
+        "B": rnd(*bc, dtype=act),
+        "C": rnd(*bc, dtype=act),
+        "D": rnd(d, dtype=par) if case.D else None,
+        "z": rnd(b, d, L, dtype=act) if case.z else None,
+        "delta_bias": rnd(d, dtype=par, scale=0.3) if case.bias else None,
+    }
