@@ -12,9 +12,14 @@ the state at the start of every backward block (fp32, L / bwd.block_l of them); 
 backward walks its blocks in reverse, recomputes the states inside a block from the saved
 one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the block's end
 (a forward scan between flips of L, over the block's own decays).
-dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics;
-dA, dD and d(delta_bias) are written per batch row and summed after. Design notes and
-H100 measurements: docs/kernels.md.
+dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics, into
+one of several copies of the buffer at short L (TritonScanConfig.dbc_copies); dA, dD and
+d(delta_bias) are added over batch rows with atomics too, all into one zero-filled buffer.
+At N >= 64 the backward splits the states over programs (LaunchShape.block_n), which add
+their shares of du and ddelta with atomics. Launch shapes by N: SHAPES, default_config.
+The host side is kept short (it exceeds the kernels' time at short L): per-size launch plans
+are cached, kernels are launched through their compiled launcher (_Launcher), and a call that
+needs no gradient builds no autograd node. Design notes and measurements: docs/kernels.md.
 """
 
 from __future__ import annotations
@@ -202,18 +207,25 @@ def selective_scan_bwd_kernel(
     du, ddelta, dz, dA, dB, dC, dD, dbias,
     L, DIM, N, N_GROUPS, DBC_COPIES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DLAST: tl.constexpr, DBC_STORE: tl.constexpr, ACC: tl.constexpr, FAST_EXP: tl.constexpr,
-    PREFETCH: tl.constexpr, STAGES: tl.constexpr,
+    HAS_DLAST: tl.constexpr, DBC_STORE: tl.constexpr, SPLIT_N: tl.constexpr, ACC: tl.constexpr,
+    FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
-    # same (L, N, D) tiles as the forward
-    i_d, i_b = tl.program_id(0), tl.program_id(1)
+    # same (L, N, D) tiles as the forward; program (i_d, i_b, i_c) owns states
+    # i_c * BLOCK_N ... + BLOCK_N. With SPLIT_N (several such chunks) du and ddelta, sums over
+    # the states, are added into fp32 buffers, and the terms without a state (D, z) are chunk 0's.
+    i_d, i_b, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_blocks = tl.cdiv(L, BLOCK_L)
     i_g = (i_d * BLOCK_D) // (DIM // N_GROUPS)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    o_n = tl.arange(0, BLOCK_N)
+    o_n = i_c * BLOCK_N + tl.arange(0, BLOCK_N)
     o_t = tl.arange(0, BLOCK_L)
     m_d = o_d < DIM
+    if SPLIT_N:
+        # (a tensor comparison: a scalar one does not combine with a mask in the interpreter)
+        m_d0 = m_d & (o_d * 0 + i_c == 0)
+    else:
+        m_d0 = m_d
     m_n = o_n < N
     m_nd = m_n[:, None] & m_d[None, :]
     r_x = (i_b * DIM + o_d).to(tl.int64) * L
@@ -230,7 +242,8 @@ def selective_scan_bwd_kernel(
     b_A = tl.load(A + o_d[None, :] * N + o_n[:, None], mask=m_nd, other=0).to(ACC)  # (BN, BD)
     b_A2 = b_A * LOG2E
     if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0).to(ACC)
+        # zero past chunk 0: D's term of du enters once
+        b_D = tl.load(D + o_d, mask=m_d0, other=0).to(ACC)
     if HAS_BIAS:
         b_bias = tl.load(delta_bias + o_d, mask=m_d, other=0).to(ACC)
     # q: what the block after this one sends back to h at this block's last step,
@@ -296,9 +309,10 @@ def selective_scan_bwd_kernel(
         else:
             tl.atomic_add(dC + p_dbc, b_dC, mask=m_ln, sem="relaxed")
         if HAS_Z:
-            b_y = tl.load(ygate + p_x, mask=m_ld, other=0).to(ACC)  # y before the gate, from the forward
+            m_ld0 = m_l[:, None] & m_d0[None, :]
+            b_y = tl.load(ygate + p_x, mask=m_ld0, other=0).to(ACC)  # y before the gate, from the forward
             tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
-                     mask=m_ld)
+                     mask=m_ld0)
         b_hp = b_hs - b_dBu
 
         # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end over this
@@ -329,13 +343,17 @@ def selective_scan_bwd_kernel(
             b_ddt *= tl.sigmoid(b_dt_raw)
         b_ddt = tl.where(m_ld, b_ddt, 0.0)
         b_dbias_acc += b_ddt
-        tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
-        tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
+        if SPLIT_N:
+            tl.atomic_add(du + p_x, b_du, mask=m_ld, sem="relaxed")
+            tl.atomic_add(ddelta + p_x, b_ddt, mask=m_ld, sem="relaxed")
+        else:
+            tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
+            tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
 
     # the sums over batch rows: batch-way contention only, once per program
     tl.atomic_add(dA + p_nd, b_dA_acc, mask=m_nd, sem="relaxed")
     if HAS_D:
-        tl.atomic_add(dD + o_d, tl.sum(b_dD_acc, axis=0), mask=m_d, sem="relaxed")
+        tl.atomic_add(dD + o_d, tl.sum(b_dD_acc, axis=0), mask=m_d0, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias + o_d, tl.sum(b_dbias_acc, axis=0), mask=m_d, sem="relaxed")
 
@@ -350,7 +368,9 @@ class LaunchShape:
     tile, block_l * N * block_d / (32 * num_warps).
     prefetch: load block i + 1 while block i computes (registers); stages > 1: let Triton
     pipeline the loads through shared memory instead. maxnreg caps registers per thread
-    (more warps resident, possibly spills).
+    (more warps resident, possibly spills). block_n (backward only): states per program, the
+    others in more programs (grid axis 2), whose du and ddelta go through fp32 atomics;
+    None: all of N in one program.
     """
 
     block_d: int = 8
@@ -359,9 +379,11 @@ class LaunchShape:
     prefetch: bool = True
     stages: int = 1
     maxnreg: int | None = None
+    block_n: int | None = None
 
     def __post_init__(self) -> None:
-        if any(v < 1 or v & (v - 1) for v in (self.block_d, self.block_l, self.num_warps)):
+        sizes = (self.block_d, self.block_l, self.num_warps, self.block_n or 1)
+        if any(v < 1 or v & (v - 1) for v in sizes):
             raise BadInput(f"triton block sizes and warps must be powers of two, got {self}")
 
     def launch_options(self) -> tuple[tuple[str, int], ...]:
@@ -394,6 +416,8 @@ class TritonScanConfig:
             raise BadInput(f"fwd block_l {self.fwd.block_l} must divide bwd block_l {self.bwd.block_l}")
         if self.dbc_copies < 0:
             raise BadInput(f"dbc_copies must be >= 0, got {self.dbc_copies}")
+        if self.fwd.block_n is not None:
+            raise BadInput("block_n splits the states of the backward only; the forward holds all of N")
 
 
 def _next_pow2(n: int) -> int:
@@ -404,16 +428,20 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-# Launch shapes by BLOCK_N (N rounded up to a power of two): (forward, backward), one warp per
-# 16 states unless noted. N = 16 was swept on an H100 (docs/kernels.md). Larger N keep the
-# elements per thread of N = 16 (forward 64, backward 32: block_l * N * block_d / (32 * warps)),
-# which ptxas fits in registers without spills (benchmarks/sass_count.py --resources); larger
-# tiles spill (N = 64 with the N = 16 shapes: 3.3 KB of stack per thread in the backward).
+# Launch shapes by N rounded up to a power of two: (forward, backward). N = 16 was swept on an
+# H100 (docs/kernels.md). Registers grow with the elements per thread of a (block_l, N, block_d)
+# tile, block_l * N * block_d / (32 * num_warps), and with block_l (the (block_l, block_d) tiles
+# are held whole by every thread of a channel). Under ptxas for sm_90 (benchmarks/sass_count.py
+# --resources, triton 3.9) the forward fits 64 elements per thread and the backward 32 at N <= 32
+# without spills; at N = 64 and 128 every backward shape of 32 elements per thread spills
+# (96 to 320 bytes), and the N = 16 shapes at N = 64 spill 3.3 KB. So the backward splits the
+# states over programs there (block_n): chunks of 16 states run N = 16's backward (249 registers,
+# no spill), and save the state every 16 steps (half the memory of chunks of 32 at block_l 8).
 SHAPES: dict[int, tuple[LaunchShape, LaunchShape]] = {
     16: (LaunchShape(16, 8), LaunchShape(4, 16)),
-    32: (LaunchShape(8, 8), LaunchShape(4, 16, num_warps=2)),
-    64: (LaunchShape(4, 8), LaunchShape(4, 16, num_warps=4)),
-    128: (LaunchShape(4, 8, num_warps=2), LaunchShape(4, 16, num_warps=8)),
+    32: (LaunchShape(8, 8), LaunchShape(4, 8)),
+    64: (LaunchShape(4, 8), LaunchShape(4, 16, block_n=16)),
+    128: (LaunchShape(4, 8, num_warps=2), LaunchShape(4, 16, block_n=16)),
 }
 # dB/dC copies in the backward: as many as fit in this many bytes, up to MAX_DBC_COPIES, below
 # SHORT_L steps. At short L every program of a batch row starts at the same block, so they all
@@ -466,7 +494,7 @@ class _Launcher:
     integer's == 1, % 16 == 0 and 32-bit range, the constexprs and the options. Triton 3.6 and
     3.9 launch a compiled kernel the same way (``kernel.run(grid, stream, function,
     packed_metadata, launch_metadata, hooks, *all parameters)``). Plain ``kernel[grid]`` is used
-    under the interpreter, while a launch hook is set (profilers), and for good once the
+    under the interpreter, while a launch hook is registered (profilers), and for good once the
     compiled kernel does not look as expected (another Triton version).
     """
 
@@ -487,7 +515,7 @@ class _Launcher:
 
     def __call__(self, plan: _Plan, args: tuple) -> None:
         key = None
-        if self.fast and knobs.runtime.launch_enter_hook is None and knobs.runtime.launch_exit_hook is None:
+        if self.fast and _idle(knobs.runtime.launch_enter_hook) and _idle(knobs.runtime.launch_exit_hook):
             device = driver.active.get_current_device()
             key = (device, plan.const_values, plan.options, _spec_key(args))
             hit = self.cache.get(key)
@@ -509,6 +537,12 @@ class _Launcher:
                 self.fast = False
 
 
+def _idle(hook: object) -> bool:
+    """Whether a Triton launch hook does nothing (None, or a HookChain with no calls): then the
+    launcher may be given None for it and for the launch metadata only hooks read."""
+    return hook is None or getattr(hook, "calls", None) == []
+
+
 def _spec_key(args: tuple) -> tuple:
     """What Triton specialises a kernel on, per runtime argument (see _Launcher)."""
     return tuple(
@@ -520,12 +554,16 @@ def _spec_key(args: tuple) -> tuple:
 class _Plan(NamedTuple):
     """Everything about one launch that depends only on sizes and flags (cached)."""
 
-    grid: tuple[int, int]
+    grid: tuple[int, int, int]
     consts: dict[str, object]
     const_values: tuple | None
     options: tuple[tuple[str, int], ...]
     n_states: int  # forward: states saved per channel; backward: dB/dC copies
     dbc_store: bool = False
+
+    @property
+    def split_n(self) -> bool:
+        return self.grid[2] > 1
 
 
 FWD = _Launcher(selective_scan_fwd_kernel)
@@ -548,7 +586,7 @@ def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
         **_flags(fp64, interp), PREFETCH=ls.prefetch, STAGES=ls.stages,
         BLOCK_D=block_d, BLOCK_N=_next_pow2(N), BLOCK_L=ls.block_l,
     )
-    grid = (_cdiv(dim, block_d), batch)
+    grid = (_cdiv(dim, block_d), batch, 1)
     return _Plan(grid, consts, FWD.order(consts), ls.launch_options(), _cdiv(L, cfg.bwd.block_l))
 
 
@@ -561,12 +599,14 @@ def _bwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
     per_group = _cdiv(dim // groups, block_d)
     store = cfg.dbc_copies == 0
     copies = per_group if store else min(cfg.dbc_copies, per_group)
+    block_n = min(_next_pow2(N), ls.block_n or _next_pow2(N))
+    chunks = _cdiv(N, block_n)
     consts = dict(
         HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, HAS_DLAST=has_dlast, DBC_STORE=store,
-        **_flags(fp64, interp), PREFETCH=ls.prefetch, STAGES=ls.stages,
-        BLOCK_D=block_d, BLOCK_N=_next_pow2(N), BLOCK_L=ls.block_l,
+        SPLIT_N=chunks > 1, **_flags(fp64, interp), PREFETCH=ls.prefetch, STAGES=ls.stages,
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=ls.block_l,
     )
-    grid = (_cdiv(dim, block_d), batch)
+    grid = (_cdiv(dim, block_d), batch, chunks)
     return _Plan(grid, consts, BWD.order(consts), ls.launch_options(), copies, store)
 
 
@@ -626,28 +666,46 @@ def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dou
     plan = _bwd_plan(cfg, batch, dim, L, N, groups, ct == torch.float64, triton_interpreting(), flags,
                      dlast is not None)
     poison = _poisoning()
-    du, ddelta = _empty(u.shape, u, u.dtype, poison), _empty(delta.shape, u, delta.dtype, poison)
     dz = _empty(z.shape, u, z.dtype, poison) if z is not None else None
     copies = plan.n_states
     n_bc = copies * batch * groups * L * N
     n_dA = dim * N
-    # one zero-filled fp32 buffer for every sum the kernel accumulates: one fill
+    n_x = u.numel() if plan.split_n else 0
+    # one zero-filled buffer (ct) for every sum the kernel accumulates: one fill
     if plan.dbc_store:
         bc = _empty((2 * n_bc,), u, ct, poison)
-        sums = torch.zeros(n_dA + 2 * dim, device=u.device, dtype=ct)
+        acc = torch.zeros(2 * n_x + n_dA + 2 * dim, device=u.device, dtype=ct)
     else:
-        acc = torch.zeros(2 * n_bc + n_dA + 2 * dim, device=u.device, dtype=ct)
-        bc, sums = acc[: 2 * n_bc], acc[2 * n_bc:]
+        acc = torch.zeros(2 * n_x + 2 * n_bc + n_dA + 2 * dim, device=u.device, dtype=ct)
+        bc = acc[2 * n_x: 2 * n_x + 2 * n_bc]
+    sums = acc[acc.numel() - n_dA - 2 * dim:]
     dA, dD, dbias = sums[:n_dA], sums[n_dA: n_dA + dim], sums[n_dA + dim:]
+    if plan.split_n:
+        # du, ddelta summed over state chunks in ct, cast after
+        dx = acc[: 2 * n_x].view(2, *u.shape)
+        du, ddelta = dx[0], dx[1]
+    else:
+        du, ddelta = _empty(u.shape, u, u.dtype, poison), _empty(delta.shape, u, delta.dtype, poison)
     BWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         states, _or(ygate, u), dout, _or(dlast, u),
         du, ddelta, _or(dz, du), dA, bc[:n_bc], bc[n_bc:], dD, dbias, L, dim, N, groups, copies,
     ))
+    if plan.split_n:
+        if u.dtype == delta.dtype:
+            dx = dx.to(u.dtype)
+            du, ddelta = dx[0], dx[1]
+        else:
+            du, ddelta = du.to(u.dtype), ddelta.to(delta.dtype)
     bc = bc.view(2, copies, batch, groups, L, N)
     bc = bc.sum(1) if copies > 1 else bc[:, 0]
     return (du, ddelta, dz, dA.view(dim, N), None if D is None else dD, None if delta_bias is None else dbias,
             bc.transpose(3, 4))
+
+
+def _as(t: Tensor, like: Tensor) -> Tensor:
+    # a cast only where the dtype differs: even a no-op .to() costs a dispatch
+    return t if t.dtype == like.dtype else t.to(like.dtype)
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:
@@ -681,8 +739,8 @@ class SelectiveScanTriton(torch.autograd.Function):
         else:
             dB, dC = dBC[0].reshape(B.shape).to(B.dtype), dBC[1].reshape(C.shape).to(C.dtype)
         return (
-            du, ddelta, dA.to(A.dtype), dB, dC, None if dD is None else dD.to(D.dtype), dz,
-            None if dbias is None else dbias.to(delta_bias.dtype), None, None, None, None,
+            du, ddelta, _as(dA, A), dB, dC, None if dD is None else _as(dD, D), dz,
+            None if dbias is None else _as(dbias, delta_bias), None, None, None, None,
         )
 
 
