@@ -38,7 +38,7 @@ from triton.compiler import ASTSource
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(triton.__path__[0]) / "backends/nvidia/bin"
-INTS = {"L", "DIM", "N"}
+INTS = {"L", "DIM", "N", "DIM_PER_GROUP", "N_BLOCKS", "N_STATES"}  # DIM_PER_GROUP: files before issue 12
 BF16 = {"u", "delta", "z", "B", "C", "dout", "du", "ddelta", "dz", "out", "ygate"}
 # N_GROUPS = 1 and DBC_COPIES = 1 are compiled in, as Triton specialises integers equal to 1
 FLAGS = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, ACC=tl.float32, FAST_EXP=True, STAGES=1,
@@ -62,8 +62,8 @@ def compile_kernel(path: Path, which: str, block_d: int, block_l: int, num_warps
     flags = {**FLAGS, "BLOCK_D": block_d, "BLOCK_L": block_l, "BLOCK_N": n, "SPLIT_N": split}
     consts = {k: v for k, v in flags.items() if k in fn.arg_names}
     # pointers 16-byte aligned and sizes divisible by 16, as Triton specialises them at L = 2048
-    attrs = {(i,): [["tt.divisibility", 16]]
-             for i, a in enumerate(fn.arg_names) if i < first_int or a in INTS}
+    attrs = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
+             if i < first_int or a in INTS - {"N_BLOCKS", "N_STATES"}}
     src = ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
 

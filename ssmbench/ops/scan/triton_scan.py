@@ -99,7 +99,7 @@ def _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l, L, HAS_Z: tl.co
 def selective_scan_fwd_kernel(
     u, delta, A, B, C, D, z, delta_bias,
     out, last_state, states, ygate,
-    L, DIM, N, N_GROUPS,
+    L, DIM, N, N_GROUPS, N_BLOCKS, N_STATES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, STATE_EVERY: tl.constexpr, STORE_LAST: tl.constexpr, SAVE_Y: tl.constexpr,
     ACC: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
@@ -109,9 +109,6 @@ def selective_scan_fwd_kernel(
     # each thread owns whole (L, N) slices of its channels: the scan along L and the sum
     # over N stay inside the thread, with no shuffles.
     i_d, i_b = tl.program_id(0), tl.program_id(1)
-    # sizes derived here rather than passed: every runtime argument costs host time per launch
-    n_blocks = tl.cdiv(L, BLOCK_L)
-    n_states = tl.cdiv(n_blocks, STATE_EVERY)
     i_g = (i_d * BLOCK_D) // (DIM // N_GROUPS)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
     o_n = tl.arange(0, BLOCK_N)
@@ -122,7 +119,7 @@ def selective_scan_fwd_kernel(
     # row starts of (batch, dim, L) tensors, of (batch, G, N, L) B/C, of (batch, dim, N_STATES, N) states
     r_x = (i_b * DIM + o_d).to(tl.int64) * L
     r_bc = ((i_b * N_GROUPS + i_g) * N + o_n).to(tl.int64) * L
-    r_s = (i_b * DIM + o_d).to(tl.int64) * n_states * N
+    r_s = (i_b * DIM + o_d).to(tl.int64) * N_STATES * N
 
     b_A = tl.load(A + o_d[None, :] * N + o_n[:, None], mask=m_nd, other=0).to(ACC)  # (BN, BD)
     b_A2 = b_A * LOG2E  # exp(x A) = exp2(x A log2(e))
@@ -133,7 +130,9 @@ def selective_scan_fwd_kernel(
     b_h = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
     # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
     q_u, q_dt, q_z, q_B, q_C = _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_t, L, HAS_Z)
-    for i_l in tl.range(0, n_blocks, num_stages=STAGES):
+    # (N_BLOCKS passed rather than cdiv(L, BLOCK_L) here: that costs 18 more instructions per
+    # block of the loop, 2.4%, and 16 registers; benchmarks/sass_count.py)
+    for i_l in tl.range(0, N_BLOCKS, num_stages=STAGES):
         o_l = i_l * BLOCK_L + o_t
         m_ld = (o_l < L)[:, None] & m_d[None, :]
         p_x = o_l[:, None] + r_x[None, :]
@@ -560,6 +559,7 @@ class _Plan(NamedTuple):
     options: tuple[tuple[str, int], ...]
     n_states: int  # forward: states saved per channel; backward: dB/dC copies
     dbc_store: bool = False
+    n_blocks: int = 0  # forward: blocks along L
 
     @property
     def split_n(self) -> bool:
@@ -587,7 +587,8 @@ def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
         BLOCK_D=block_d, BLOCK_N=_next_pow2(N), BLOCK_L=ls.block_l,
     )
     grid = (_cdiv(dim, block_d), batch, 1)
-    return _Plan(grid, consts, FWD.order(consts), ls.launch_options(), _cdiv(L, cfg.bwd.block_l))
+    return _Plan(grid, consts, FWD.order(consts), ls.launch_options(), _cdiv(L, cfg.bwd.block_l),
+                 n_blocks=_cdiv(L, ls.block_l))
 
 
 @functools.lru_cache(maxsize=512)
@@ -650,7 +651,8 @@ def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save, store_l
     ygate = _empty(u.shape, u, u.dtype, poison) if save and z is not None else None
     FWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
-        out, _or(last, out), _or(states, out), _or(ygate, out), L, dim, N, groups,
+        out, _or(last, out), _or(states, out), _or(ygate, out),
+        L, dim, N, groups, plan.n_blocks, plan.n_states,
     ))
     return out, last, states, ygate
 
