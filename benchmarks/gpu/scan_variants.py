@@ -37,7 +37,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -57,11 +57,12 @@ LS, CFG = new.LaunchShape, new.TritonScanConfig
 
 @dataclass(frozen=True)
 class Variant:
-    """One implementation and config. impl: 'new', 'old' or 'mamba_ssm'; cfg None: its default."""
+    """One implementation and config. impl: 'new', 'old' or 'mamba_ssm'; change: for 'new', the
+    fields of the default config at each shape that this variant replaces (none: the default)."""
 
     impl: str
     label: str
-    cfg: object = None
+    change: tuple[tuple[str, object], ...] = ()
     # the shapes it runs at: 'short' (L sweep, L <= 1024), 'n16'/'n32'/'n64'/'n128' (N sweep), 'all'
     where: str = "all"
 
@@ -76,15 +77,14 @@ class Variant:
 
 def candidates() -> list[Variant]:
     """The configs timed beside the new default (lean: the run must stay within about 4 minutes)."""
-    d16 = new.SHAPES[16]
     out = [
         # short L: how the backward sums dB/dC (one copy = the old way), more and smaller forward programs
-        Variant("new", "dbc 1 copy", CFG(*d16, dbc_copies=1), "short"),
-        Variant("new", "dbc 32 copies", CFG(*d16, dbc_copies=32), "short"),
-        Variant("new", "dbc store", CFG(*d16, dbc_copies=0), "short"),
-        Variant("new", "fwd d8l8", CFG(LS(8, 8), d16[1]), "short"),
-        Variant("new", "fwd d4l8", CFG(LS(4, 8), d16[1]), "short"),
-        Variant("new", "bwd d4l8", CFG(d16[0], LS(4, 8)), "short"),
+        Variant("new", "dbc 1 copy", (("dbc_copies", 1),), "short"),
+        Variant("new", "dbc 32 copies", (("dbc_copies", 32),), "short"),
+        Variant("new", "dbc store", (("dbc_copies", 0),), "short"),
+        Variant("new", "fwd d8l8", (("fwd", LS(8, 8)),), "short"),
+        Variant("new", "fwd d4l8", (("fwd", LS(4, 8)),), "short"),
+        Variant("new", "bwd d4l8", (("bwd", LS(4, 8)),), "short"),
     ]
     # large N: the backward's states in chunks of 16 or 32 per program, or all of N over more
     # warps; forward shapes of 64 elements per thread with more warps
@@ -94,10 +94,20 @@ def candidates() -> list[Variant]:
         (64, [LS(8, 8, num_warps=2), LS(16, 8, num_warps=4)], [split32, LS(4, 8, num_warps=4)]),
         (128, [LS(8, 8, num_warps=4), LS(16, 8, num_warps=8)], [split32, LS(4, 8, num_warps=8)]),
     ):
-        fwd, bwd = new.SHAPES[n]
-        out += [Variant("new", _shape_label("fwd", f), CFG(f, bwd), f"n{n}") for f in fwd_alts]
-        out += [Variant("new", _shape_label("bwd", b), CFG(fwd, b), f"n{n}") for b in bwd_alts]
+        out += [Variant("new", _shape_label("fwd", f), (("fwd", f),), f"n{n}") for f in fwd_alts]
+        out += [Variant("new", _shape_label("bwd", b), (("bwd", b),), f"n{n}") for b in bwd_alts]
     return out
+
+
+def new_config(v: Variant, shape):
+    """The default config at ``shape`` with the variant's change (bwd.block_l kept a multiple
+    of fwd.block_l: the forward's block_l is cut when needed)."""
+    cfg = new.default_config(*shape)
+    change = dict(v.change)
+    fwd, bwd = change.get("fwd", cfg.fwd), change.get("bwd", cfg.bwd)
+    if bwd.block_l % fwd.block_l:
+        fwd = replace(fwd, block_l=bwd.block_l)
+    return CFG(fwd, bwd, change.get("dbc_copies", cfg.dbc_copies))
 
 
 def _shape_label(kind: str, ls) -> str:
@@ -136,15 +146,14 @@ def scan_fn(v: Variant, old_mod, shape):
         return selective_scan_fn
     if v.impl == "old":
         return old_mod.selective_scan_triton
-    b, d, L, n = shape
-    cfg = v.cfg or new.default_config(b, d, L, n)
+    cfg = new_config(v, shape)
     return lambda *a: new.selective_scan_triton(*a, config=cfg)
 
 
 def config_text(v: Variant, shape) -> str:
     if v.impl != "new":
         return ""
-    cfg = v.cfg or new.default_config(*shape)
+    cfg = new_config(v, shape)
     return f"{_shape_label('fwd', cfg.fwd)} {_shape_label('bwd', cfg.bwd)} copies {cfg.dbc_copies}"
 
 
