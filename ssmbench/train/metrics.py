@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import resource
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 
@@ -39,49 +38,65 @@ def bits_per_byte(nll_nats_sum: float, n_bytes: int) -> float:
     return nll_nats_sum / LN2 / n_bytes
 
 
-def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float | None:
-    """First step at which the curve reaches ``target`` (value <= target), linearly interpolated
-    between the two evaluations around the crossing; None when it never does. Non-finite values
-    (a diverged run) never count as reaching it."""
-    prev: tuple[float, float] | None = None
-    for s, v in zip(steps, values, strict=True):
-        if math.isfinite(v) and v <= target:
-            if prev is None or prev[1] == v:
-                return float(s)
-            s0, v0 = prev
-            return s0 + (v0 - target) / (v0 - v) * (s - s0)
-        prev = (float(s), float(v)) if math.isfinite(v) else None
-    return None
+SMOOTH_POINTS = 5
+SMOOTHING = (f"local linear fit over {SMOOTH_POINTS} evaluations: the least-squares line through each "
+             f"evaluation and up to {SMOOTH_POINTS // 2} on either side (fewer at the ends), taken at that "
+             "step; in the middle of an evenly spaced curve it is the centred moving average, and at the "
+             "ends it does not lag behind a sloping curve as an average would")
+STEPS_RULE = ("the first step after which the smoothed curve stays at or below the target, interpolated "
+              "linearly at its last crossing; a curve that ends above it (or not finite) never reached it")
 
 
-@dataclass(frozen=True)
-class StepsToTarget:
-    """steps: when the model reached the target (None: never). pct: steps / reference steps * 100
-    (None: never reached, shown as ">100%"). speedup: reference steps / steps."""
-
-    steps: float | None
-    pct: float | None
-    speedup: float | None
-
-    @property
-    def pct_text(self) -> str:
-        return ">100%" if self.pct is None else f"{self.pct:.0f}%"
-
-
-def steps_to_target_table(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], reference: str,
-                          target: float) -> dict[str, StepsToTarget]:
-    """For each model's (steps, values) curve: steps to ``target``, share of the reference's
-    steps and speedup, as the MoE-Mamba tables report them."""
-    ref_steps = steps_to_target(*curves[reference], target) if reference in curves else None
-    out = {}
-    for name, (steps, values) in curves.items():
-        s = steps_to_target(steps, values, target)
-        if s is None or ref_steps is None:
-            out[name] = StepsToTarget(s, None, None)
-        else:
-            out[name] = StepsToTarget(s, 100.0 * s / ref_steps if ref_steps > 0 else None,
-                                      ref_steps / s if s > 0 else None)
+def smoothed(steps: Sequence[float], values: Sequence[float], points: int = SMOOTH_POINTS) -> list[float]:
+    """Local linear smoothing: at each point, the least-squares line through the ``points`` (odd)
+    consecutive points centred on it (cut at the ends of the curve), evaluated at its step. A
+    window holding a non-finite value gives NaN, so a diverged stretch never looks smooth."""
+    if points < 1 or points % 2 == 0:
+        raise ValueError(f"smoothing window must be odd and positive, got {points}")
+    if len(steps) != len(values):
+        raise ValueError("steps and values differ in length")
+    k = points // 2
+    out = []
+    for i in range(len(values)):
+        xs = [float(x) for x in steps[max(0, i - k) : i + k + 1]]
+        ys = [float(y) for y in values[max(0, i - k) : i + k + 1]]
+        if not all(math.isfinite(y) for y in ys):
+            out.append(math.nan)
+            continue
+        mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
+        sxx = math.fsum((x - mx) ** 2 for x in xs)
+        slope = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx > 0 else 0.0
+        out.append(my + slope * (float(steps[i]) - mx))
     return out
+
+
+def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The first step after which the curve stays at or below ``target``; None when it ends above
+    it (or not finite). Between the last evaluation above the target and the next one, the
+    crossing is interpolated linearly (the next step when the one above is not finite). A curve
+    that is at or below the target from its first value reaches it at its first step."""
+    if len(steps) != len(values):
+        raise ValueError("steps and values differ in length")
+    above = [i for i, v in enumerate(values) if not (math.isfinite(v) and v <= target)]
+    if not values or (above and above[-1] == len(values) - 1):
+        return None
+    if not above:
+        return float(steps[0])
+    i = above[-1]
+    (s0, v0), (s1, v1) = (steps[i], values[i]), (steps[i + 1], values[i + 1])
+    if not math.isfinite(v0):
+        return float(s1)
+    return float(s0) + (v0 - target) / (v0 - v1) * (float(s1) - float(s0))
+
+
+def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tuple[list[float], list[float]]:
+    """(steps, values): the mean of several (steps, values) curves at the steps all of them have."""
+    if not curves:
+        return [], []
+    common = set(curves[0][0]).intersection(*(set(s) for s, _ in curves[1:]))
+    steps = sorted(common)
+    by_step = [dict(zip(s, v, strict=True)) for s, v in curves]
+    return steps, [math.fsum(c[s] for c in by_step) / len(by_step) for s in steps]
 
 
 def reset_peak_memory(device: torch.device) -> None:
