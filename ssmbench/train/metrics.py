@@ -39,27 +39,30 @@ def bits_per_byte(nll_nats_sum: float, n_bytes: int) -> float:
 
 
 SMOOTH_POINTS = 5
-SMOOTHING = (f"local linear fit over {SMOOTH_POINTS} evaluations: the least-squares line through each "
-             f"evaluation and up to {SMOOTH_POINTS // 2} on either side (fewer at the ends), taken at that "
-             "step; in the middle of an evenly spaced curve it is the centred moving average, and at the "
-             "ends it does not lag behind a sloping curve as an average would")
+SMOOTHING = (f"local linear fit: at each evaluation, the least-squares line through the {SMOOTH_POINTS} "
+             "evaluations nearest to it (centred on it where the curve allows, the first or last "
+             f"{SMOOTH_POINTS} at its ends), taken at its step; in the middle of an evenly spaced curve "
+             f"it is the centred moving average over {SMOOTH_POINTS}, and at the ends it does not lag "
+             "behind a sloping curve as an average would")
 STEPS_RULE = ("the first step after which the smoothed curve stays at or below the target, interpolated "
               "linearly at its last crossing; a curve that ends above it (or not finite) never reached it")
 
 
 def smoothed(steps: Sequence[float], values: Sequence[float], points: int = SMOOTH_POINTS) -> list[float]:
-    """Local linear smoothing: at each point, the least-squares line through the ``points`` (odd)
-    consecutive points centred on it (cut at the ends of the curve), evaluated at its step. A
+    """Local linear smoothing (Savitzky-Golay of order 1): at each point, the least-squares line
+    through the ``points`` (odd) points nearest to it (centred where the curve allows, the first
+    or last ``points`` at its ends; all of them on a shorter curve), evaluated at its step. A
     window holding a non-finite value gives NaN, so a diverged stretch never looks smooth."""
     if points < 1 or points % 2 == 0:
         raise ValueError(f"smoothing window must be odd and positive, got {points}")
     if len(steps) != len(values):
         raise ValueError("steps and values differ in length")
-    k = points // 2
+    n, k = len(values), points // 2
     out = []
-    for i in range(len(values)):
-        xs = [float(x) for x in steps[max(0, i - k) : i + k + 1]]
-        ys = [float(y) for y in values[max(0, i - k) : i + k + 1]]
+    for i in range(n):
+        lo = min(max(0, i - k), max(0, n - points))
+        xs = [float(x) for x in steps[lo : lo + points]]
+        ys = [float(y) for y in values[lo : lo + points]]
         if not all(math.isfinite(y) for y in ys):
             out.append(math.nan)
             continue

@@ -25,7 +25,9 @@ class PaperFigures:
 
     final_loss: model -> loss at the end of training (metric says which loss); steps_pct:
     model -> share of the reference's steps needed to reach the reference's final loss;
-    experts_ablation: n_experts -> (final loss, steps_pct or None) of moe-mamba.
+    experts_ablation: n_experts -> (final loss, steps_pct or None) of moe-mamba; data,
+    tokenizer: the paper's (the ``--data`` spec and the tokenizer a run must have used for its
+    numbers to stand beside these).
     """
 
     source: str
@@ -33,6 +35,16 @@ class PaperFigures:
     final_loss: dict[str, float]
     steps_pct: dict[str, float] = field(default_factory=dict)
     experts_ablation: dict[int, tuple[float, float | None]] = field(default_factory=dict)
+    data: str = "hf:c4"
+    tokenizer: str = "gpt2"
+
+    def setup_note(self, data: str, tokenizer_used: str) -> str | None:
+        """None when a run on ``data`` with the tokenizer ``tokenizer_used`` has the paper's setup;
+        otherwise one line saying how it differs."""
+        if data == self.data and tokenizer_used == self.tokenizer:
+            return None
+        return (f"this run used data {data!r} and tokenizer {tokenizer_used!r}; the paper's figures are "
+                f"for {self.data!r} with {self.tokenizer!r}, so they are left out of the comparison")
 
     def for_experts(self, n_experts: int | None) -> PaperFigures:
         """The figures for a run with ``n_experts`` experts: the ablation's moe-mamba numbers
