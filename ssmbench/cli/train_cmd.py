@@ -124,7 +124,7 @@ def parse_size(text: str | None) -> int | None:
     """'400000', '400K', '1.5M', '2G', '64Mi' (a trailing B is allowed) -> bytes; BadInput unless positive."""
     if text is None:
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmg]i?)?b?\s*", text, flags=re.IGNORECASE)
+    m = re.fullmatch(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*([kmg]i?)?b?\s*", text, flags=re.IGNORECASE)
     if m is None:
         raise BadInput(f"--data-bytes {text!r}: expected bytes, e.g. 400000, 400K, 1.5M, 2G or 64Mi")
     n = int(float(m.group(1)) * SIZE_UNITS[(m.group(2) or "").lower()])

@@ -91,7 +91,8 @@ def test_gpt2_without_tiktoken_is_bad_input_not_a_trained_bpe(text: bytes, monke
     from ssmbench.data import tokenizers
 
     monkeypatch.setattr(tokenizers, "_tiktoken_gpt2", lambda: (None, "tiktoken is not installed"))
-    with pytest.raises(BadInput, match="tiktoken is not installed.*pip install tiktoken.*gpt2:DIR.*bpe:N") as e:
+    expected = "tiktoken is not installed.*pip install tiktoken.*gpt2:DIR.*bpe:N"
+    with pytest.raises(BadInput, match=expected) as e:
         resolve_tokenizer("gpt2", text, fallback_vocab=300)
     assert "\n" not in str(e.value)
 
