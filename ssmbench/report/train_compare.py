@@ -334,7 +334,7 @@ def _pct_bars(ax: Axes, summary: list[dict[str, Any]], kind: str, with_paper: bo
     if got:
         heights = [pct[i] for i in got]
         err = np.array([[pct[i] - ci[0], ci[1] - pct[i]] if (ci := summary[i].get(
-            f"steps_to_target_{kind}_pct_ci95")) else [0.0, 0.0] for i in got]).T
+            f"steps_to_target_{kind}_pct_ci95")) else [math.nan, math.nan] for i in got]).T
         label = "measured: mean over seeds that reached it" + ("; error bar: 95% CI" if any_ci else "")
         bars = ax.bar(xs[got] + shift, heights, w, yerr=err if any_ci else None, capsize=4, color="C0",
                       label=label)
@@ -342,10 +342,12 @@ def _pct_bars(ax: Axes, summary: list[dict[str, Any]], kind: str, with_paper: bo
             s = summary[i]
             text = f"{pct[i]:.0f}%"
             if s.get(f"steps_to_target_{kind}_reached") != s.get("seeds"):
-                text += f"\n{s.get(f'steps_to_target_{kind}_reached')} of {s.get('seeds')} seeds"
-            ax.annotate(text, (b.get_x() + b.get_width() / 2, 0), xytext=(0, 3), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7, color="white")
-    top = max([p for p in pct if p is not None] + [100.0])
+                text += f"\n{s.get(f'steps_to_target_{kind}_reached')}/{s.get('seeds')} seeds"
+            ci = s.get(f"steps_to_target_{kind}_pct_ci95")
+            ax.annotate(text, (b.get_x() + b.get_width() / 2, ci[1] if ci else pct[i]), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    highs = [ci[1] for s in summary if (ci := s.get(f"steps_to_target_{kind}_pct_ci95"))]
+    top = max([p for p in pct if p is not None] + highs + [100.0])
     for i, s in enumerate(summary):
         if pct[i] is None:
             never = s.get(f"steps_to_target_{kind}_reached") == 0 and s.get("seeds")
