@@ -36,9 +36,10 @@ def train_compare_command(
         str | None, typer.Option(help="synthetic (default), pystdlib, enwik8, hf:c4, hf:pg19 or a path.")
     ] = None,
     data_bytes: Annotated[
-        str | None, typer.Option(help="Training text size: bytes, or with a K/M/G suffix (10^3/10^6/10^9) "
-                                      "or Ki/Mi/Gi (2^10/2^20/2^30). Default: all of a local corpus, the "
-                                      "unbounded synthetic stream, one pass of streamed C4/PG19.")
+        str | None, typer.Option(help="Training text size in bytes, K/M/G (10^3/10^6/10^9) or Ki/Mi/Gi "
+                                      "(2^10/2^20/2^30). Default: a local corpus whole, the unbounded "
+                                      "synthetic stream, one pass of streamed C4/PG19; with synthetic data, "
+                                      "a finite corpus of that size.")
     ] = None,
     tokenizer: Annotated[str | None, typer.Option(help="bytes, gpt2, gpt2:DIR, bpe or bpe:N.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
@@ -51,9 +52,11 @@ def train_compare_command(
                                       "presets, 1 on smoke presets).")
     ] = None,
     experts: Annotated[int | None, typer.Option(help="Experts per MoE layer (the paper's ablation).")] = None,
-    reference: Annotated[str | None, typer.Option(help="Model whose final loss is the target.")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Model whose final loss (seed mean, smoothed) is the target.")
+    ] = None,
     target_loss: Annotated[
-        float | None, typer.Option(help="Explicit target instead of the reference's.")
+        float | None, typer.Option(help="Explicit target of the headline steps-to-target figure.")
     ] = None,
     eval_interval: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
     eval_mode: Annotated[str | None, typer.Option(help="nonoverlap (default) or sliding.")] = None,
