@@ -39,37 +39,26 @@ def bits_per_byte(nll_nats_sum: float, n_bytes: int) -> float:
 
 
 SMOOTH_POINTS = 5
-SMOOTHING = (f"local linear fit: at each evaluation, the least-squares line through the {SMOOTH_POINTS} "
-             "evaluations nearest to it (centred on it where the curve allows, the first or last "
-             f"{SMOOTH_POINTS} at its ends), taken at its step; in the middle of an evenly spaced curve "
-             f"it is the centred moving average over {SMOOTH_POINTS}, and at the ends it does not lag "
-             "behind a sloping curve as an average would")
+SMOOTHING = (f"centred moving average over {SMOOTH_POINTS} evaluations ({SMOOTH_POINTS // 2} either side), "
+             "the window narrowing symmetrically near the ends of the curve, so the first and last "
+             "evaluations are kept as measured (an end is neither lagged nor extrapolated)")
 STEPS_RULE = ("the first step after which the smoothed curve stays at or below the target, interpolated "
               "linearly at its last crossing; a curve that ends above it (or not finite) never reached it")
 
 
-def smoothed(steps: Sequence[float], values: Sequence[float], points: int = SMOOTH_POINTS) -> list[float]:
-    """Local linear smoothing (Savitzky-Golay of order 1): at each point, the least-squares line
-    through the ``points`` (odd) points nearest to it (centred where the curve allows, the first
-    or last ``points`` at its ends; all of them on a shorter curve), evaluated at its step. A
-    window holding a non-finite value gives NaN, so a diverged stretch never looks smooth."""
+def smoothed(values: Sequence[float], points: int = SMOOTH_POINTS) -> list[float]:
+    """Centred moving average over ``points`` (odd) consecutive values; near the ends the window
+    narrows symmetrically (value i averages i - r..i + r, r = min(points // 2, i, n - 1 - i)), so
+    the first and last values are kept. A window holding a non-finite value gives NaN, so a
+    diverged stretch never looks smooth."""
     if points < 1 or points % 2 == 0:
         raise ValueError(f"smoothing window must be odd and positive, got {points}")
-    if len(steps) != len(values):
-        raise ValueError("steps and values differ in length")
     n, k = len(values), points // 2
     out = []
     for i in range(n):
-        lo = min(max(0, i - k), max(0, n - points))
-        xs = [float(x) for x in steps[lo : lo + points]]
-        ys = [float(y) for y in values[lo : lo + points]]
-        if not all(math.isfinite(y) for y in ys):
-            out.append(math.nan)
-            continue
-        mx, my = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
-        sxx = math.fsum((x - mx) ** 2 for x in xs)
-        slope = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx > 0 else 0.0
-        out.append(my + slope * (float(steps[i]) - mx))
+        r = min(k, i, n - 1 - i)
+        window = [float(v) for v in values[i - r : i + r + 1]]
+        out.append(math.fsum(window) / len(window) if all(math.isfinite(v) for v in window) else math.nan)
     return out
 
 

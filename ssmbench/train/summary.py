@@ -62,7 +62,7 @@ def curve(run: ModelRun, metric: str, smooth: bool = False) -> Curve:
     """(steps, values) of ``metric`` in the run's rows, smoothed (``metrics.smoothed``) when asked."""
     picked = [r for r in run.rows if r["metric"] == metric]
     steps, values = [float(r["step"]) for r in picked], [float(r["value"]) for r in picked]
-    return steps, smoothed(steps, values) if smooth else values
+    return steps, smoothed(values) if smooth else values
 
 
 def _target(kind: str, runs: Mapping[tuple[str, int], ModelRun], setup: SummarySetup) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def _target(kind: str, runs: Mapping[tuple[str, int], ModelRun], setup: SummaryS
     ref = [runs[(setup.reference, s)] for s in setup.seeds
            if (setup.reference, s) in runs and runs[(setup.reference, s)].status == "done"]
     steps, values = mean_curve([curve(r, metric) for r in ref])
-    values = smoothed(steps, values) if smooth else values
+    values = smoothed(values) if smooth else values
     explicit = setup.target_loss if kind == setup.headline else None
     if explicit is not None:
         value, source = explicit, f"--target-loss on {metric}"

@@ -60,30 +60,30 @@ def test_oom_is_recorded_and_the_others_go_on(tmp_path, calls) -> None:
     assert by["moe-mamba"]["status"] == "oom" and "out of memory" in by["moe-mamba"]["error"]
     assert by["moe-mamba"]["seeds"] == 0 and by["moe-mamba"]["steps_to_target_eval_mean"] is None
     assert [by[n]["status"] for n in ("transformer", "mamba", "moe")] == ["done"] * 3
-    # three evaluations: each curve is smoothed to its least-squares line. mamba (5, 4.5, 3.5) at step 4:
-    # 13/3 - 0.375 * 2 = 3.5833, the target; mamba reaches it at its last step (100%)
-    assert by["mamba"]["target_eval"]["value"] == pytest.approx(3.5 + 1 / 12)
+    # three evaluations, smoothed to (first, mean of the three, last). mamba (5, 4.5, 3.5): the target
+    # is its last value 3.5, reached at its last step (100%)
+    assert by["mamba"]["target_eval"]["value"] == pytest.approx(3.5)
     assert by["mamba"]["steps_to_target_eval_mean"] == pytest.approx(4.0)
     assert by["mamba"]["steps_to_target_eval_pct"] == pytest.approx(100.0)
-    # transformer (5, 4, 3) is its own line: 5 - 0.5 s = 3.5833 at 17/6
-    assert by["transformer"]["steps_to_target_eval_mean"] == pytest.approx(17 / 6)
-    assert by["transformer"]["steps_to_target_eval_pct"] == pytest.approx(100 * 17 / 24)
-    # moe (5, 3, 2): line 4.8333 - 0.75 s reaches 3.5833 at 5/3
-    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(5 / 3)
-    assert by["moe"]["speedup_eval"] == pytest.approx(4 / (5 / 3))
+    # transformer (5, 4, 3) crosses 3.5 halfway between steps 2 and 4
+    assert by["transformer"]["steps_to_target_eval_mean"] == pytest.approx(3.0)
+    assert by["transformer"]["steps_to_target_eval_pct"] == pytest.approx(75.0)
+    # moe (5, 3, 2) smoothed to (5, 3.333, 2): 3.5 at 1.5 / 1.667 * 2 = 1.8
+    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(1.8)
+    assert by["moe"]["speedup_eval"] == pytest.approx(4 / 1.8)
     assert json.loads((result.path / "summary.json").read_text()) == result.summary
     assert "oom" in (result.path / "summary.md").read_text()
 
 
-def test_explicit_target_on_straight_curves(tmp_path, calls) -> None:
+def test_explicit_target_and_reference(tmp_path, calls) -> None:
     result = _run(tmp_path, models=("transformer", "moe"), reference="transformer", target_loss=4.5)
     by = {s["name"]: s for s in result.summary}
     t = by["transformer"]["target_eval"]
     assert t["value"] == 4.5 and by["transformer"]["reference"] == "transformer"
-    # transformer: 5 - 0.5 s reaches 4.5 at 1; moe's line 4.8333 - 0.75 s at 4/9
+    # transformer (5, 4, 3) reaches 4.5 at 1; moe, smoothed to (5, 3.333, 2), at 0.5 / 1.667 * 2 = 0.6
     assert by["transformer"]["steps_to_target_eval_mean"] == pytest.approx(1.0)
-    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(4 / 9)
-    assert by["moe"]["steps_to_target_eval_pct"] == pytest.approx(400 / 9)
+    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(0.6)
+    assert by["moe"]["steps_to_target_eval_pct"] == pytest.approx(60.0)
     assert by["transformer"]["tokens_per_s"] == 1003.0  # median after the first interval
 
 

@@ -105,7 +105,7 @@ def test_summary_md_and_console_table(tmp_path) -> None:
     moe = summary[1]
     low, high = moe["final_eval_loss_ci95"]
     assert f"| moe-mamba | 6M/4M | 2 | {moe['final_eval_loss_mean']:.4g} [{low:.4g}, {high:.4g}] |" in md
-    assert "| transformer | never |" in md and "linear fit" in md and "stays at or below" in md
+    assert "| transformer | never |" in md and "centred moving average" in md and "stays at or below" in md
     table = tc.console_table(_loaded(tmp_path, summary))
     assert [c.header for c in table.columns] == list(tc.CONSOLE_COLUMNS)
     assert "[low, high]" in str(table.caption)  # escaped, not eaten as markup
