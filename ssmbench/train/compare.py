@@ -362,7 +362,7 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
     model = opt = None
     # on the GPU, worker processes make the next batches while it trains (a CPU run uses the cores)
     workers = default_workers(data.train) if dev.type == "cuda" else 0
-    batches = PrefetchedBatches(data.train, cfg.steps, workers, pin_memory=dev.type == "cuda")
+    batches = PrefetchedBatches(data.train, cfg.steps, workers, pin_memory=True) if workers else None
     try:
         torch.manual_seed(seed)
         model = build_model(mcfg).to(dev)
@@ -375,7 +375,7 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
-        train_model(model, batches if workers else data.train, prep.eval_set, cfg, dev, run, opt, hooks)
+        train_model(model, batches or data.train, prep.eval_set, cfg, dev, run, opt, hooks)
     except KeyboardInterrupt:
         run.status = "interrupted"
         results.save()
@@ -385,7 +385,8 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
             raise
         run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
-        batches.close()
+        if batches is not None:
+            batches.close()
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt
         gc.collect()

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from ssmbench.data import DataRequest, open_training_data
+from ssmbench.models.config import LMConfig
+from ssmbench.models.registry import build_model
 from ssmbench.train.batches import PrefetchedBatches, for_seed
+from ssmbench.train.config import TrainConfig
+from ssmbench.train.loop import ModelRun, train_model
 
 
 @pytest.mark.parametrize("data_bytes", [None, 20_000], ids=["unbounded-synthetic", "finite-corpus"])
@@ -34,3 +38,20 @@ def test_prefetched_batches_are_the_streams_in_any_order() -> None:
         assert torch.equal(batches.train_batch(0, 4), stream.train_batch(0, 4))
         assert torch.equal(batches.train_batch(9, 4), stream.train_batch(9, 4))
     batches.close()  # closing again is harmless
+
+
+def test_training_on_prefetched_batches_gives_the_same_curve() -> None:
+    data = open_training_data(DataRequest(tokenizer="bytes", seq_len=24))
+    cfg = TrainConfig(steps=6, batch_size=4, seq_len=24, amp="none", eval_interval=3, eval_windows=4,
+                      log_interval=1)
+    ev = data.eval_set(4)
+
+    def curve(stream) -> list[tuple]:
+        torch.manual_seed(0)
+        model = build_model(LMConfig(vocab_size=256, d_model=32, pattern=("attn", "ff"), n_heads=2, d_ff=64))
+        run = train_model(model, stream, ev, cfg, torch.device("cpu"), ModelRun("m"))
+        return [(r["step"], r["metric"], r["value"]) for r in run.rows
+                if r["metric"] in ("train_loss", "eval_loss")]
+
+    with PrefetchedBatches(data.train, cfg.steps, workers=1) as batches:
+        assert curve(batches) == curve(data.train)
