@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
-from ssmbench.models.counts import describe_preset
+from ssmbench.models.describe import describe_preset
 from ssmbench.models.registry import all_model_sets
 
 COLUMNS = (

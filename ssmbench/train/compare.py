@@ -26,8 +26,8 @@ from ssmbench.data.sources import TextSource, load_source
 from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
-from ssmbench.models.counts import describe_model_set
-from ssmbench.models.presets import with_experts
+from ssmbench.models.describe import describe_model_set
+from ssmbench.models.zoo_sets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.report import train_compare as renderer
 from ssmbench.report.run import METRICS, SUMMARY_JSON, RunFolder, load_run
