@@ -1,13 +1,16 @@
 """Switch mixture-of-experts feed-forward (Fedus et al. 2021): top-1 routing, grouped dispatch.
 
-Router: logits and softmax in fp32 even under autocast (as Switch does), each token goes to its
-most probable expert (token choice).
-Capacity is a training-time device: in training mode (``self.training``) each expert has
+Router: logits and softmax in fp32 even under autocast (as Switch does); each token goes to its
+most probable expert (token choice). An expert is a ReLU feed-forward of width d_expert; its
+output is scaled by the router probability.
+
+Capacity is a training-time device. In training mode (``self.training``) each expert has
 ceil(capacity_factor * tokens / n_experts) slots per forward call, and tokens beyond it (in
 token order) are dropped: their MoE output is zero, so they pass through the residual
 unchanged. In eval mode every token reaches its expert, so evaluation does not depend on how
-tokens are batched, and a forward pass equals step-by-step decoding. An expert is a ReLU feed-forward of width d_expert; its output is scaled by the
-router probability. Load-balancing loss: n_experts * sum_i f_i * P_i, f_i = fraction of tokens
+tokens are batched, and a forward pass equals step-by-step decoding (decode in eval mode).
+
+Load-balancing loss: n_experts * sum_i f_i * P_i, f_i = fraction of tokens
 routed to expert i, P_i = mean router probability of expert i.
 
 Dispatch is grouped, never a Python loop over experts, and has two paths:

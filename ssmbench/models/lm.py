@@ -20,9 +20,9 @@ from ssmbench.layers.mamba import Mamba
 from ssmbench.layers.mlp import MLP
 from ssmbench.layers.moe import SwitchMoE
 from ssmbench.layers.norm import build_norm
-from ssmbench.models.output import LMOutput
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig
+from ssmbench.models.output import LMOutput
 
 
 def build_sublayer(kind: str, cfg: LMConfig) -> nn.Module:

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmbench.layers.norm import build_norm
-from ssmbench.models.output import LMOutput
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig, MegaByteConfig
 from ssmbench.models.lm import Residual
+from ssmbench.models.output import LMOutput
 
 
 class TransformerStack(nn.Module):

@@ -27,8 +27,8 @@ from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.describe import describe_model_set
-from ssmbench.models.zoo_sets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
+from ssmbench.models.zoo_sets import with_experts
 from ssmbench.report import train_compare as renderer
 from ssmbench.report.run import METRICS, SUMMARY_JSON, RunFolder, load_run
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint

@@ -4,8 +4,8 @@ import pytest
 
 from ssmbench.errors import BadInput
 from ssmbench.models.config import LMConfig
-from ssmbench.models.zoo_sets import ZOO_MODEL_SETS, ZOO_MODELS, with_experts
 from ssmbench.models.registry import get_model_set
+from ssmbench.models.zoo_sets import ZOO_MODEL_SETS, ZOO_MODELS, with_experts
 
 
 @pytest.mark.parametrize("set_name", list(ZOO_MODEL_SETS))
