@@ -59,7 +59,7 @@ def describe_model_set(model_set: ModelSet, seq_len: int | None = None) -> list[
     return rows
 
 
-def describe_preset(
+def describe_named_set(
     name: str,
     *,
     experts: int | None = None,

@@ -144,7 +144,9 @@ class LM(nn.Module):
         return InferenceCache(batch_size=batch_size, max_seqlen=max_seqlen, layer_states=states)
 
     def prefill(self, idx: Tensor, cache: InferenceCache) -> Tensor:
-        """idx (B, T) at positions cache.seqlen_offset.. -> logits (B, T, V); cache advanced by T."""
+        """idx (B, T) at positions cache.seqlen_offset.. -> logits (B, T, V); cache advanced by T.
+
+        Decode in eval mode: MoE layers then route every token, as the eval forward does."""
         T = idx.shape[1]
         cache.check_room(T)
         x = self.embed(idx)
