@@ -22,8 +22,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "ssmbench"
 
 # Lowest first. A group is the first name under ssmbench ("" for ssmbench/__init__.py).
@@ -41,8 +39,6 @@ TIERS: tuple[tuple[str, ...], ...] = (
 )
 TIER = {group: i for i, groups in enumerate(TIERS) for group in groups}
 
-# models/counts -> flops_match / megabyte / registry -> counts; h-models removes it (issue 13).
-KNOWN_MODELS_CYCLE = "models/ has an import circle through models/counts.py that issue 13 removes"
 
 
 def all_modules(package: Path) -> dict[str, Path]:
@@ -165,7 +161,6 @@ def test_no_import_cycle_outside_models() -> None:
     assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(reason=KNOWN_MODELS_CYCLE, strict=True)
 def test_no_import_cycle_in_models() -> None:
     cycles = [c for c in strongly_connected(import_graph(MODULES)) if all(group(m) == "models" for m in c)]
     assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)

@@ -1,4 +1,4 @@
-"""`ssmbench models`: every model of a preset with parameter counts and FLOPs per token."""
+"""`ssmbench models`: every model of a model set (``--preset``) with parameter counts and FLOPs per token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
-from ssmbench.models.counts import describe_preset
+from ssmbench.models.describe import describe_named_set
 from ssmbench.models.registry import all_model_sets
 
 COLUMNS = (
@@ -28,8 +28,8 @@ def _millions(x: object) -> str:
 
 
 def _presets_table() -> Table:
-    table = Table(title="model presets (ssmbench models --preset NAME)")
-    for col in ("preset", "models", "description"):
+    table = Table(title="model sets (ssmbench models --preset NAME)")
+    for col in ("set", "models", "description"):
         table.add_column(col)
     for name, ms in all_model_sets().items():
         table.add_row(name, ", ".join(ms.names()), ms.description)
@@ -88,7 +88,7 @@ def models_command(
         else:
             console.print(_presets_table())
         return
-    report = describe_preset(preset, experts=experts, seq_len=seq_len, match_flops=match_flops, vary=vary)
+    report = describe_named_set(preset, experts=experts, seq_len=seq_len, match_flops=match_flops, vary=vary)
     if json_out:
         print_json(report)
         return

@@ -1,10 +1,16 @@
 """Switch mixture-of-experts feed-forward (Fedus et al. 2021): top-1 routing, grouped dispatch.
 
-Router: softmax over experts, each token goes to its most probable expert (token choice).
-Capacity: ceil(capacity_factor * tokens / n_experts) slots per expert; tokens beyond it (in
+Router: logits and softmax in fp32 even under autocast (as Switch does); each token goes to its
+most probable expert (token choice). An expert is a ReLU feed-forward of width d_expert; its
+output is scaled by the router probability.
+
+Capacity is a training-time device. In training mode (``self.training``) each expert has
+ceil(capacity_factor * tokens / n_experts) slots per forward call, and tokens beyond it (in
 token order) are dropped: their MoE output is zero, so they pass through the residual
-unchanged. An expert is a ReLU feed-forward of width d_expert; its output is scaled by the
-router probability. Load-balancing loss: n_experts * sum_i f_i * P_i, f_i = fraction of tokens
+unchanged. In eval mode every token reaches its expert, so evaluation does not depend on how
+tokens are batched, and a forward pass equals step-by-step decoding (decode in eval mode).
+
+Load-balancing loss: n_experts * sum_i f_i * P_i, f_i = fraction of tokens
 routed to expert i, P_i = mean router probability of expert i.
 
 Dispatch is grouped, never a Python loop over experts, and has two paths:
@@ -12,7 +18,7 @@ Dispatch is grouped, never a Python loop over experts, and has two paths:
               (E, capacity, d) buffer, two batched matmuls, gather back.
   grouped_mm: the kept tokens sorted by expert through ``grouped_mm`` with per-expert offsets
               (no padding to capacity). "auto" takes it on CUDA in bf16 when PyTorch has it.
-``last_dispatch`` says which path ran. Decoding (prefill/step) drops no tokens.
+``last_dispatch`` says which path ran.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ def _grouped_mm_fn() -> Callable[..., Tensor] | None:
 class MoEStats:
     """lb_loss: 0-dim unweighted load-balancing loss (differentiable). expert_fraction: (E,)
     share of tokens routed to each expert (before dropping). dropped_fraction: 0-dim share of
-    tokens over capacity. dispatch: the path that ran. capacity: slots per expert (0: no limit)."""
+    tokens over capacity. dispatch: the path that ran. capacity: slots per expert (0: no limit,
+    eval mode)."""
 
     lb_loss: Tensor
     expert_fraction: Tensor
@@ -95,9 +102,14 @@ class SwitchMoE(nn.Module):
         """Slots per expert for ``n_tokens`` tokens: ceil(capacity_factor * tokens / n_experts)."""
         return max(1, math.ceil(self.capacity_factor * n_tokens / self.n_experts))
 
+    def router_probs(self, x: Tensor) -> Tensor:
+        """x: (N, d) -> router probabilities (N, E), logits and softmax in fp32 even under autocast."""
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), self.router.weight.float()).softmax(dim=-1)
+
     def _route(self, x: Tensor, capacity: int | None) -> tuple[_Routing, Tensor]:
         """x: (N, d). Returns the routing and the router probabilities (N, E) in fp32."""
-        probs = self.router(x).float().softmax(dim=-1)  # (N, E)
+        probs = self.router_probs(x)  # (N, E)
         gate, expert = probs.max(dim=-1)  # (N,)
         # scatter_add, not bincount: bincount on CUDA reads the max back to the host (a sync)
         counts = torch.zeros(self.n_experts, dtype=torch.long, device=x.device)
@@ -150,19 +162,19 @@ class SwitchMoE(nn.Module):
         inverse[order] = torch.arange(order.shape[0], device=order.device)
         return out[inverse]
 
-    def forward(self, x: Tensor, drop_tokens: bool = True) -> tuple[Tensor, MoEStats]:
-        """x: (B, T, d). With ``drop_tokens`` False (decoding) every token reaches its expert."""
+    def forward(self, x: Tensor) -> tuple[Tensor, MoEStats]:
+        """x: (B, T, d). Training mode drops tokens over capacity; eval mode routes every token."""
         shape = x.shape
         flat = x.reshape(-1, self.d_model)  # (N, d)
         N = flat.shape[0]
-        capacity = self.capacity(N) if drop_tokens else None
+        capacity = self.capacity(N) if self.training else None
         r, probs = self._route(flat, capacity)
         path = self._choose_path(flat)
         self.last_dispatch = path
         if path == "grouped_mm":
             y = self._experts_grouped(flat, r, capacity)
         else:
-            # without dropping, the buffer needs room for the busiest expert
+            # without dropping, the buffer needs room for the busiest expert (a host sync)
             cap = capacity if capacity is not None else int(r.counts.max())
             y = self._experts_bmm(flat, r, cap)
         y = y * r.gate[:, None].to(y.dtype)  # (N, d), zero for dropped tokens

@@ -1,9 +1,8 @@
-"""Model configurations: frozen dataclasses. Presets (named data) live in presets modules."""
+"""Model configurations: frozen dataclasses. Named sets of them live in zoo_sets.py and byte_sets.py."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 BLOCK_KINDS = ("attn", "ff", "mamba", "moe")
 
@@ -45,10 +44,6 @@ class LMConfig:
             raise ValueError(f"unknown block kinds {bad}; expected {BLOCK_KINDS}")
         if self.d_model % self.n_heads and "attn" in self.pattern:
             raise ValueError(f"d_model {self.d_model} not divisible by n_heads {self.n_heads}")
-
-    @property
-    def resolved_dt_rank(self) -> int:
-        return self.dt_rank if self.dt_rank is not None else math.ceil(self.d_model / 16)
 
     @property
     def d_inner(self) -> int:
@@ -109,8 +104,6 @@ class ModelSet:
 
     def replace_all(self, **changes: object) -> ModelSet:
         """Apply ``dataclasses.replace`` with ``changes`` to every config that has those fields."""
-        from dataclasses import fields, replace
-
         out = []
         for n, cfg in self.models:
             own = {f.name for f in fields(cfg)}

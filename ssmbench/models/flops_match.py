@@ -1,10 +1,11 @@
 """Sizing models to equal forward FLOPs per byte, the MambaByte paper's rule for comparing
-byte-level models (MambaByte-353M, MegaByte-758M+262M and a 320M Transformer all spend about
-0.7 GFLOP per byte).
+byte-level models. In this package's convention (``ssmbench.models.size``), at context 8192
+MambaByte-353M spends 0.719 GFLOP per byte and MegaByte-758M+262M 0.735 (+2.1%); the 320M byte
+Transformer spends 0.735 at context 1024 but 1.47 at 8192 (its attention grows with the context).
 
 Rule: keep every field of the target except one size knob, and choose the value of that knob
-whose forward FLOPs per byte (``flops_per_byte``, the convention of
-``ssmbench.models.counts.flops_per_token``) is closest to the reference's at the same context.
+whose forward FLOPs per byte (``ssmbench.models.size.flops_per_token``; a token is a byte) is
+closest to the reference's at the same context.
 Knobs (``vary``):
 
 - ``layers``: the number of repeats of the pattern's repeating unit for an LM (("attn", "ff")
@@ -22,20 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ssmbench.errors import BadInput
-from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
+from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
+from ssmbench.models.size import flops_per_token
 
 VARY = ("layers", "global-layers", "width")
-
-
-def flops_per_byte(cfg: ModelConfig, seq_len: int) -> int:
-    """Forward FLOPs per token of ``cfg`` at context ``seq_len`` (per byte for byte-level models)."""
-    if isinstance(cfg, MegaByteConfig):
-        from ssmbench.models.megabyte import flops_per_byte as megabyte_flops
-
-        return megabyte_flops(cfg, seq_len)
-    from ssmbench.models.counts import flops_per_token
-
-    return flops_per_token(cfg, seq_len)
 
 
 @dataclass(frozen=True)
@@ -88,9 +79,9 @@ def match_flops(
     """Resize ``target`` along ``vary`` so its forward FLOPs per byte are closest to ``reference``'s."""
     if seq_len < 1:
         raise BadInput(f"seq_len must be positive, got {seq_len}")
-    ref = flops_per_byte(reference, seq_len)
+    ref = flops_per_token(reference, seq_len)
     knob, make, step = _knob(target, vary)
-    cost = lambda k: flops_per_byte(make(k * step), seq_len)  # k >= 1
+    cost = lambda k: flops_per_token(make(k * step), seq_len)  # k >= 1
     if vary == "width":
         lo, hi = 1, 1
         while cost(hi) < ref and hi < 4096:

@@ -20,9 +20,9 @@ from ssmbench.layers.mamba import Mamba
 from ssmbench.layers.mlp import MLP
 from ssmbench.layers.moe import SwitchMoE
 from ssmbench.layers.norm import build_norm
-from ssmbench.models.base import LMOutput
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig
+from ssmbench.models.output import LMOutput
 
 
 def build_sublayer(kind: str, cfg: LMConfig) -> nn.Module:
@@ -61,7 +61,7 @@ class Residual(nn.Module):
         if self.kind in ("attn", "mamba"):
             return x + self.layer.prefill(h, state, offset)
         if self.kind == "moe":
-            return x + self.layer(h, drop_tokens=False)[0]
+            return x + self.layer(h)[0]
         return x + self.layer(h)
 
     def step(self, x: Tensor, state: Any, pos: int | Tensor) -> Tensor:
@@ -72,7 +72,7 @@ class Residual(nn.Module):
         if self.kind == "attn":
             return x + self.layer.step(h, state, pos)
         if self.kind == "moe":
-            return x + self.layer(h[:, None], drop_tokens=False)[0][:, 0]
+            return x + self.layer(h[:, None])[0][:, 0]
         return x + self.layer(h)
 
 
@@ -144,7 +144,9 @@ class LM(nn.Module):
         return InferenceCache(batch_size=batch_size, max_seqlen=max_seqlen, layer_states=states)
 
     def prefill(self, idx: Tensor, cache: InferenceCache) -> Tensor:
-        """idx (B, T) at positions cache.seqlen_offset.. -> logits (B, T, V); cache advanced by T."""
+        """idx (B, T) at positions cache.seqlen_offset.. -> logits (B, T, V); cache advanced by T.
+
+        Decode in eval mode: MoE layers then route every token, as the eval forward does."""
         T = idx.shape[1]
         cache.check_room(T)
         x = self.embed(idx)

@@ -6,10 +6,10 @@ seen patches < k. That output, reshaped per byte position (P, d_global / P) and 
 d_local, is added to the local byte embeddings, whose inputs are offset by one byte inside the
 patch (a learned pad byte first). The local model runs causally within each patch.
 
-Natively, output n predicts byte n from bytes < n. To keep the LanguageModel contract (logits[t]
-predicts idx[t + 1] from idx[<= t], as for every other model), ``forward`` runs the native model
-over T + 1 positions (internally padded to a multiple of P) and returns outputs 1..T. Byte value
-0 is an ordinary byte: nothing is ignored in the loss.
+Natively, output n predicts byte n from bytes < n. To keep the contract of every other model
+(logits[t] predicts idx[t + 1] from idx[<= t]), ``forward`` runs the native model over T + 1
+positions (internally padded to a multiple of P) and returns outputs 1..T. Byte value 0 is an
+ordinary byte: nothing is ignored in the loss.
 
 Decoding: the global model steps once per completed patch with its own KV cache; the local model
 steps once per byte with a KV cache that restarts at every patch boundary.
@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmbench.layers.norm import build_norm
-from ssmbench.models.base import LMOutput
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig, MegaByteConfig
 from ssmbench.models.lm import Residual
+from ssmbench.models.output import LMOutput
 
 
 class TransformerStack(nn.Module):
@@ -275,26 +275,3 @@ class MegaByte(nn.Module):
     def kernel_paths(self) -> dict[str, str]:
         return {"attention": "sdpa"}
 
-
-def flops_per_byte(model_or_cfg: MegaByte | MegaByteConfig, seq_len: int) -> int:
-    """Forward FLOPs per byte at context ``seq_len`` bytes, in the convention of
-    ``ssmbench.models.counts.flops_per_token`` (2 per matmul weight, 4 * context * d_model per
-    attention layer, lookups free): the global model's per-patch FLOPs (context seq_len / P
-    patches) divided by P, plus per byte the global-to-local projection, the local model
-    (context P) and the LM head."""
-    if seq_len < 1:
-        raise ValueError(f"seq_len must be positive, got {seq_len}")
-    if isinstance(model_or_cfg, MegaByte):
-        model = model_or_cfg
-    else:
-        from ssmbench.models.counts import build_on_meta
-
-        model = build_on_meta(model_or_cfg)
-    P = model.cfg.patch_size
-    global_per_patch = model.global_model.flops_per_token(max(1, seq_len // P))
-    per_byte = (
-        2 * model.to_local.weight.numel()
-        + model.local_model.flops_per_token(P)
-        + 2 * model.lm_head.weight.numel()
-    )
-    return global_per_patch // P + per_byte

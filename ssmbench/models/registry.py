@@ -1,32 +1,52 @@
-"""Build any model from its config; look up model sets by name across all preset modules."""
+"""Build any model from its config; look up the named model sets (the zoo's and the byte-level ones)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import torch
 from torch import nn
 
 from ssmbench.errors import BadInput
+from ssmbench.models.byte_sets import BYTE_MODEL_SETS
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
+from ssmbench.models.lm import LM
+from ssmbench.models.megabyte import MegaByte
+from ssmbench.models.zoo_sets import ZOO_MODEL_SETS
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """LMConfig -> ssmbench.models.lm.LM; MegaByteConfig -> ssmbench.models.megabyte.MegaByte."""
-    if isinstance(cfg, LMConfig):
-        from ssmbench.models.lm import LM
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Make torch.nn.init's in-place initialisers no-ops: on meta tensors they compute nothing
+    anyway, but their Python decompositions import torch._dynamo (seconds) on first use."""
+    names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(nn.init, n, fn)
 
-        return LM(cfg)
-    if isinstance(cfg, MegaByteConfig):
-        from ssmbench.models.megabyte import MegaByte
 
-        return MegaByte(cfg)
-    raise TypeError(f"no model for config type {type(cfg).__name__}")
+def build_model(cfg: ModelConfig, device: torch.device | str | None = None) -> LM | MegaByte:
+    """LMConfig -> LM; MegaByteConfig -> MegaByte. device "meta": shapes only, no memory, no
+    init (for counting parameters and FLOPs of the largest sets in milliseconds)."""
+    if not isinstance(cfg, (LMConfig, MegaByteConfig)):
+        raise TypeError(f"no model for config type {type(cfg).__name__}")
+    model_cls = LM if isinstance(cfg, LMConfig) else MegaByte
+    if device is None:
+        return model_cls(cfg)
+    on_meta = torch.device(device).type == "meta"
+    with torch.device(device), _skip_init() if on_meta else contextlib.nullcontext():
+        return model_cls(cfg)
 
 
 def all_model_sets() -> dict[str, ModelSet]:
-    """Every named model set: the five-way zoo presets and the byte-level presets."""
-    from ssmbench.models.byte_presets import BYTE_PRESETS
-    from ssmbench.models.presets import ZOO_PRESETS
-
-    return {**ZOO_PRESETS, **BYTE_PRESETS}
+    """Every named model set: the five-way zoo's and the byte-level ones."""
+    return {**ZOO_MODEL_SETS, **BYTE_MODEL_SETS}
 
 
 def get_model_set(name: str) -> ModelSet:

@@ -29,9 +29,9 @@ from ssmbench.data import DataRequest, EvalSet, Tokenizer, TrainingData, default
 from ssmbench.device import is_oom, resolve_device
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
-from ssmbench.models.counts import describe_model_set
-from ssmbench.models.presets import with_experts
+from ssmbench.models.describe import describe_model_set
 from ssmbench.models.registry import build_model, get_model_set
+from ssmbench.models.zoo_sets import with_experts
 from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
 from ssmbench.train.batches import PrefetchedBatches, for_seed

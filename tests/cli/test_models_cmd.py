@@ -2,12 +2,12 @@
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from ssmbench.cli import app
-from ssmbench.models.counts import param_counts
-from ssmbench.models.presets import ZOO_PRESETS
+from ssmbench.models.byte_sets import BYTE_MODEL_SETS
+from ssmbench.models.size import megabyte_stack_params, param_counts
+from ssmbench.models.zoo_sets import ZOO_MODEL_SETS
 
 runner = CliRunner()
 
@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_models_table():
     result = runner.invoke(app, ["models", "--preset", "smoke"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name in ZOO_PRESETS["smoke"].names():
+    for name in ZOO_MODEL_SETS["smoke"].names():
         assert name in result.output
     assert "FLOPs/byte" in result.output  # vocab 256: a token is a byte
 
@@ -26,8 +26,8 @@ def test_models_json_matches_counts():
     data = json.loads(result.stdout)
     assert data["preset"] == "smoke"
     rows = {r["name"]: r for r in data["models"]}
-    assert list(rows) == ZOO_PRESETS["smoke"].names()
-    moe = param_counts(ZOO_PRESETS["smoke"].get("moe"))
+    assert list(rows) == ZOO_MODEL_SETS["smoke"].names()
+    moe = param_counts(ZOO_MODEL_SETS["smoke"].get("moe"))
     assert (
         rows["moe"]["params_total"] == moe.total
         and rows["moe"]["params_active_nonembed"] == moe.active_nonembed
@@ -70,11 +70,6 @@ def test_bad_input_is_one_line_exit_2():
 
 
 def test_match_flops_resizes_the_others():
-    from ssmbench.models.registry import all_model_sets
-
-    sets = all_model_sets()
-    if "bytes-smoke" not in sets or "mambabyte" not in sets["bytes-smoke"].names():
-        pytest.skip("byte presets not defined")
     result = runner.invoke(app, ["models", "--preset", "bytes-smoke", "--json", "--match-flops", "mambabyte"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -84,3 +79,13 @@ def test_match_flops_resizes_the_others():
         assert m["reference_flops_per_byte"] == ref and m["value"] >= 1
     bad = runner.invoke(app, ["models", "--preset", "bytes-smoke", "--match-flops", "nope"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error:")
+
+
+def test_bytes_paper_shows_megabyte_stack_sizes():
+    result = runner.invoke(app, ["models", "--preset", "bytes-paper", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["models"]}
+    n_global, n_local = megabyte_stack_params(BYTE_MODEL_SETS["bytes-paper"].get("megabyte-758m-262m"))
+    structure = rows["megabyte-758m-262m"]["structure"]
+    assert f"({n_global / 1e6:,.1f}M)" in structure and f"({n_local / 1e6:,.1f}M)" in structure
+    assert rows["megabyte-758m-262m"]["token"] == "byte"

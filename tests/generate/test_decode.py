@@ -17,11 +17,11 @@ from ssmbench.generate.graphs import (
 )
 from ssmbench.generate.sampling import Sampling, sample_next
 from ssmbench.generate.verify import verify_cached_decoding
-from ssmbench.models.byte_presets import BYTE_PRESETS
+from ssmbench.models.byte_sets import BYTE_MODEL_SETS
 from ssmbench.models.megabyte import MegaByte
 from ssmbench.models.registry import build_model
 
-SMOKE = BYTE_PRESETS["gen-smoke"].models
+SMOKE = BYTE_MODEL_SETS["gen-smoke"].models
 
 
 @pytest.fixture(scope="module")

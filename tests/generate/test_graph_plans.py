@@ -17,7 +17,7 @@ import torch
 
 from ssmbench.generate import decode
 from ssmbench.generate.verify import verify_cached_decoding
-from ssmbench.models.byte_presets import BYTE_PRESETS
+from ssmbench.models.byte_sets import BYTE_MODEL_SETS
 from ssmbench.models.registry import build_model
 
 
@@ -71,7 +71,7 @@ def emulated_graphs(monkeypatch):
 @pytest.mark.parametrize("name", ["mambabyte", "megabyte", "byte-transformer"])
 def test_graph_plan_decoding_equals_forward(emulated_graphs, name: str) -> None:
     torch.manual_seed(0)
-    model = build_model(BYTE_PRESETS["gen-smoke"].get(name)).eval()
+    model = build_model(BYTE_MODEL_SETS["gen-smoke"].get(name)).eval()
     # 150 positions: the transformer crosses the 64 and 128 buckets, MegaByte many patches
     r = verify_cached_decoding(name, model, seq_len=150, prefill_len=7, batch_size=1, cuda_graph=True)
     assert r.path.startswith("cuda-graph"), r.path
@@ -90,6 +90,6 @@ def test_emulator_catches_positions_frozen_in_python(emulated_graphs, monkeypatc
 
     monkeypatch.setattr(InferenceCache, "current_position", lambda self: self.seqlen_offset)
     torch.manual_seed(0)
-    model = build_model(BYTE_PRESETS["gen-smoke"].get("byte-transformer")).eval()
+    model = build_model(BYTE_MODEL_SETS["gen-smoke"].get("byte-transformer")).eval()
     r = verify_cached_decoding("t", model, seq_len=40, prefill_len=7, batch_size=1, cuda_graph=True)
     assert not r.passed

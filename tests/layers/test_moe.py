@@ -73,13 +73,49 @@ def test_dropped_tokens_output_zero_and_capacity():
     assert stats.dropped_fraction.item() == pytest.approx(over.item()) and over > 0
 
 
-def test_no_drop_mode_keeps_every_token():
-    m = _layer("bmm", capacity_factor=0.2)
+@pytest.mark.parametrize("dispatch", ["bmm", "grouped_mm"])
+def test_eval_mode_keeps_every_token(dispatch):
+    if dispatch == "grouped_mm" and _grouped_mm_fn() is None:
+        pytest.skip("this PyTorch has no grouped_mm")
+    m = _layer(dispatch, capacity_factor=0.2)
     x = torch.randn(2, 9, 12)
-    y, stats = m(x, drop_tokens=False)
+    assert m(x)[1].dropped_fraction.item() > 0  # training mode: the capacity binds
+    y, stats = m.eval()(x)
     ref, *_ = moe_loop_ref(m, x, drop=False)
-    assert stats.dropped_fraction.item() == 0
+    assert stats.dropped_fraction.item() == 0 and stats.capacity == 0
     assert_close(y, ref, 1e-5, "moe without dropping")
+
+
+@pytest.mark.parametrize("dispatch", ["bmm", "grouped_mm"])
+def test_eval_output_does_not_depend_on_batching(dispatch):
+    if dispatch == "grouped_mm" and _grouped_mm_fn() is None:
+        pytest.skip("this PyTorch has no grouped_mm")
+    m = _layer(dispatch, capacity_factor=1.0).eval()
+    x = torch.randn(6, 13, 12)
+    with torch.no_grad():
+        whole = m(x)[0]
+        one_by_one = torch.cat([m(x[i : i + 1])[0] for i in range(6)])
+        by_three = torch.cat([m(x[i : i + 3])[0] for i in range(0, 6, 3)])
+        token_by_token = torch.stack([m(x[:, t : t + 1])[0][:, 0] for t in range(13)], dim=1)
+    for got, what in ((one_by_one, "batch 1"), (by_three, "batch 3"), (token_by_token, "one token")):
+        assert_close(got, whole, 1e-6, f"{what} vs batch 6")
+
+
+def test_router_runs_in_fp32_under_bf16_autocast():
+    m = _layer("bmm")
+    x = torch.randn(3, 13, 12)
+    with torch.no_grad():
+        ref = (x.reshape(-1, 12).double() @ m.router.weight.double().T).softmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            probs = m.router_probs(x.reshape(-1, 12))
+            _, stats = m(x)
+        bf16 = (x.reshape(-1, 12).bfloat16() @ m.router.weight.bfloat16().T).float().softmax(-1)
+    assert probs.dtype == torch.float32
+    assert (probs.double() - ref).abs().max() < 1e-6
+    assert (bf16.double() - ref).abs().max() > 1e-4  # what a bf16 router would have got
+    _, lb, frac, _ = moe_loop_ref(m, x)
+    assert torch.equal(stats.expert_fraction, frac)
+    assert_close(stats.lb_loss, lb, 1e-6, "lb loss under autocast")
 
 
 def test_auto_dispatch_on_cpu_is_bmm():

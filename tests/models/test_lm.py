@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from ssmbench.models.config import LMConfig
 from ssmbench.models.lm import LM
-from ssmbench.models.presets import ZOO_PRESETS
+from ssmbench.models.zoo_sets import ZOO_MODEL_SETS
 from tests.helpers import assert_close
 
 PATTERNS = {
@@ -23,18 +23,31 @@ def tiny(pattern: tuple[str, ...], **kw) -> LMConfig:
         vocab_size=41, d_model=24, pattern=pattern, n_heads=3, d_ff=40, d_expert=20, n_experts=3,
         d_state=4, scan_backend="ref", step_backend="ref",
     )  # fmt: skip
-    # capacity for every token: decoding never drops, so the forward must not either
-    base.update(capacity_factor=3.0)
     base.update(kw)
     return LMConfig(**base)
 
 
+def decisive_routers(model: LM) -> LM:
+    """Router weights large enough that some experts get more tokens than their capacity."""
+    with torch.no_grad():
+        for block in model.blocks:
+            if block.kind == "moe":
+                block.layer.router.weight.normal_(std=1.0)
+    return model
+
+
 @pytest.mark.parametrize("kind", list(PATTERNS))
 def test_decode_equals_forward(kind):
-    model = LM(tiny(PATTERNS[kind])).eval()
+    model = decisive_routers(LM(tiny(PATTERNS[kind])))  # capacity factor 1.0
     idx = torch.randint(0, 41, (2, 9))
+    if "moe" in PATTERNS[kind]:
+        # in training mode the capacity binds, so only eval mode's no-drop policy can match decoding
+        assert any(float(s["dropped_fraction"]) > 0 for s in model(idx).moe_stats)
+    model.eval()
     with torch.no_grad():
-        full = model(idx).logits  # (2, 9, V)
+        out = model(idx)
+        full = out.logits  # (2, 9, V)
+        assert all(float(s["dropped_fraction"]) == 0 and s["capacity"] == 0 for s in out.moe_stats)
         cache = model.allocate_inference_cache(2, 12)
         stepped = torch.stack([model.step(idx[:, t], cache) for t in range(9)], dim=1)
         assert cache.seqlen_offset == 9
@@ -43,6 +56,18 @@ def test_decode_equals_forward(kind):
         rest = torch.stack([model.step(idx[:, t], cache) for t in range(5, 9)], dim=1)
     assert_close(stepped, full, 1e-4, f"{kind}: steps vs forward")
     assert_close(torch.cat([pre, rest], dim=1), full, 1e-4, f"{kind}: prefill + steps vs forward")
+
+
+@pytest.mark.parametrize("kind", ["moe", "moe-mamba"])
+def test_eval_logits_do_not_depend_on_batching(kind):
+    model = decisive_routers(LM(tiny(PATTERNS[kind]))).eval()
+    idx = torch.randint(0, 41, (6, 11))
+    with torch.no_grad():
+        whole = model(idx).logits  # (6, 11, V)
+        one_by_one = torch.cat([model(idx[i : i + 1]).logits for i in range(6)])
+        in_pairs = torch.cat([model(idx[i : i + 2]).logits for i in range(0, 6, 2)])
+    assert_close(one_by_one, whole, 1e-5, f"{kind}: batch 1 vs 6")
+    assert_close(in_pairs, whole, 1e-5, f"{kind}: batch 2 vs 6")
 
 
 def test_static_positions_decode_equals_forward():
@@ -85,7 +110,7 @@ def test_loss_aux_and_stats():
 
 @pytest.mark.parametrize("name", list(PATTERNS))
 def test_gradient_reaches_every_parameter(name):
-    cfg = ZOO_PRESETS["smoke"].get(name)
+    cfg = ZOO_MODEL_SETS["smoke"].get(name)
     model = LM(tiny(cfg.pattern, capacity_factor=1.0))
     idx = torch.randint(0, 41, (2, 10))
     out = model(idx, idx.roll(-1, dims=1))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ssmbench.models.config import MegaByteConfig
-from ssmbench.models.megabyte import MegaByte, flops_per_byte
+from ssmbench.models.megabyte import MegaByte
+from ssmbench.models.size import megabyte_flops_per_byte
 from tests.helpers import assert_close
 
 CFG = MegaByteConfig(
@@ -104,15 +105,15 @@ def test_decode_after_reset_and_cache_errors(model: MegaByte) -> None:
     assert torch.equal(first, again)
 
 
-def test_flops_per_byte() -> None:
-    f = flops_per_byte(CFG, 64)
+def test_megabyte_flops_per_byte() -> None:
+    f = megabyte_flops_per_byte(CFG, 64)
     m = MegaByte(CFG)
-    assert flops_per_byte(m, 64) == f
+    assert megabyte_flops_per_byte(m, 64) == f
     # local model and head run per byte; doubling the local depth adds 2 * its weights per byte
     from dataclasses import replace
 
-    deeper = flops_per_byte(replace(CFG, n_local_layers=4), 64)
+    deeper = megabyte_flops_per_byte(replace(CFG, n_local_layers=4), 64)
     local_weights = sum(p.numel() for p in m.local_model.parameters() if p.dim() == 2)
     assert deeper - f == 2 * local_weights + 2 * 4 * CFG.patch_size * CFG.d_local  # + 4 P d per layer
     with pytest.raises(ValueError):
-        flops_per_byte(CFG, 0)
+        megabyte_flops_per_byte(CFG, 0)
