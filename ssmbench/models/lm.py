@@ -164,7 +164,7 @@ class LM(nn.Module):
         return self.lm_head(self.norm_f(x))
 
     def kernel_paths(self) -> dict[str, str]:
-        """Which scan/step backend and MoE dispatch path last ran (only for the kinds present)."""
+        """Which scan/conv/step backends and MoE dispatch path last ran (only for the kinds present)."""
         paths: dict[str, str] = {}
         for block in self.blocks:
             layer = block.layer
@@ -174,7 +174,9 @@ class LM(nn.Module):
                 if layer.last_step_backend:
                     paths["step_backend"] = layer.last_step_backend
                 if layer.last_conv_backend:
-                    paths["conv_step_backend"] = layer.last_conv_backend
+                    paths["conv_backend"] = layer.last_conv_backend
+                if layer.last_conv_step_backend:
+                    paths["conv_step_backend"] = layer.last_conv_step_backend
                 if layer.last_decode_path:
                     paths["mamba_decode"] = layer.last_decode_path
             elif isinstance(layer, SwitchMoE) and layer.last_dispatch:

@@ -98,7 +98,7 @@ def test_kernel_paths_recorded():
     model = LM(tiny(("mamba", "moe")))
     assert model.kernel_paths() == {}
     model(torch.randint(0, 41, (1, 5)))
-    assert model.kernel_paths() == {"scan_backend": "ref", "moe_dispatch": "bmm"}
+    assert model.kernel_paths() == {"scan_backend": "ref", "conv_backend": "ref", "moe_dispatch": "bmm"}
     model.step(torch.zeros(1, dtype=torch.long), model.allocate_inference_cache(1, 2))
     assert model.kernel_paths()["step_backend"] == "ref"
 
