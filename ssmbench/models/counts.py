@@ -78,14 +78,23 @@ def _numel(modules: list[nn.Module]) -> int:
     return n
 
 
+def _padding(model: nn.Module) -> int:
+    """Parameters of the model's padding rows (all in its embedding modules), 0 without any."""
+    padding = getattr(model, "padding_params", None)
+    return int(padding()) if callable(padding) else 0
+
+
 def param_counts(model_or_cfg: nn.Module | ModelConfig) -> ParamCounts:
     """Count a built model, or the model a config describes (built on the meta device).
 
-    Modules with an ``active_params()`` method (the MoE layer) count only that much as active.
+    Modules with an ``active_params()`` method (the MoE layer) count only that much as active;
+    a model's ``padding_params()`` (rows that exist only to pad a GEMM, such as the LM head's past
+    the vocabulary) count nowhere: the counts are the real model's.
     """
     model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_on_meta(model_or_cfg)
-    total = _numel([model])
-    embed = _numel(_embedding_modules(model))
+    padding = _padding(model)
+    total = _numel([model]) - padding
+    embed = _numel(_embedding_modules(model)) - padding
     inactive = sum(_numel([m]) - m.active_params() for m in model.modules() if hasattr(m, "active_params"))
     return ParamCounts(
         total=total,
@@ -104,13 +113,15 @@ def flops_per_token(model_or_cfg: nn.Module | LMConfig, seq_len: int) -> int:
     4 * seq_len * d_model for the scores and the weighted sum over the full context (no halving
     for the causal mask, as in the PaLM/Chinchilla convention); plus, per Mamba layer, the scan's
     FLOPs from ``ssmbench.ops.scan.cost`` (9 per state element, D skip, z gate). Norms,
-    softmax, activations and residual adds are not counted. Training is about 3x this.
+    softmax, activations and residual adds are not counted; nor are padding rows of the LM head
+    (the real model's FLOPs). Training is about 3x this.
     """
     if seq_len < 1:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_on_meta(model_or_cfg)
     layers = [block.layer for block in model.blocks]
-    return sum(layer.flops_per_token(seq_len) for layer in layers) + 2 * model.lm_head.weight.numel()
+    head = model.lm_head.weight.numel() - _padding(model)
+    return sum(layer.flops_per_token(seq_len) for layer in layers) + 2 * head
 
 
 def describe_pattern(pattern: tuple[str, ...]) -> str:

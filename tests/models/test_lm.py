@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ssmbench.models.config import LMConfig
-from ssmbench.models.lm import LM
+from ssmbench.models.lm import LM, padded_vocab
+from ssmbench.models.loss import RealLogits
 from ssmbench.models.presets import ZOO_PRESETS
 from tests.helpers import assert_close
 
@@ -108,3 +109,45 @@ def test_init_scales_residual_projections():
     assert model.embed.weight.std().item() == pytest.approx(0.02, rel=0.05)
     residual = model.blocks[1].layer.down.weight.std().item()
     assert residual == pytest.approx(0.02 / 4, rel=0.1)  # 16 sub-layers
+
+
+def test_padded_head_loss_and_logits_are_the_real_vocabularys():
+    """vocab 41 -> 64 head rows: loss, logits and gradients equal an unpadded head's; the padding
+    rows, whatever they hold, change nothing and get zero gradient."""
+    assert padded_vocab(41) == 64 and padded_vocab(64) == 64 and padded_vocab(50257) == 50304
+    model = LM(tiny(("mamba", "ff")))
+    assert model.lm_head.weight.shape == (64, 24)
+    assert torch.equal(model.lm_head.weight[41:], torch.zeros(23, 24))
+    with torch.no_grad():
+        model.lm_head.weight[41:] = 100 * torch.randn(23, 24)  # large logits, if they were read
+    idx, tgt = torch.randint(0, 41, (2, 2, 11)).unbind(0)
+    out = model(idx, tgt)
+    h = model.embed(idx)
+    for block in model.blocks:
+        h = block(h)[0]
+    w = model.lm_head.weight[:41].detach().clone().requires_grad_()
+    ref_logits = model.norm_f(h).detach() @ w.t()  # (B, T, 41)
+    ref_loss = F.cross_entropy(ref_logits.reshape(-1, 41), tgt.reshape(-1))
+    assert out.logits.shape == (2, 11, 41)
+    assert_close(out.logits, ref_logits, 1e-6, "logits")
+    assert out.loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
+    out.loss.backward()
+    ref_loss.backward()
+    assert torch.equal(model.lm_head.weight.grad[41:], torch.zeros(23, 24))
+    assert_close(model.lm_head.weight.grad[:41], w.grad, 1e-5, "head gradient")
+    cache = model.allocate_inference_cache(2, 12)
+    with torch.no_grad():
+        assert model.prefill(idx[:, :3], cache).shape == (2, 3, 41)
+        assert model.step(idx[:, 3], cache).shape == (2, 41)
+
+
+def test_real_logits_forward_and_gradient():
+    logits = torch.randn(5, 8, dtype=torch.bfloat16, requires_grad=True)
+    real = RealLogits.apply(logits, 6)
+    assert real.dtype == torch.float32 and real.is_contiguous()
+    assert torch.equal(real, logits[:, :6].float())
+    grad = torch.randn(5, 6)
+    real.backward(grad)
+    assert logits.grad.dtype == torch.bfloat16
+    assert torch.equal(logits.grad[:, :6], grad.bfloat16())
+    assert torch.equal(logits.grad[:, 6:], torch.zeros(5, 2, dtype=torch.bfloat16))
