@@ -17,6 +17,7 @@ from torch import nn
 
 from ssmbench.errors import BadInput
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
+from ssmbench.models.official import OfficialMambaConfig, official_available
 from ssmbench.models.registry import build_model
 
 
@@ -84,13 +85,17 @@ def _padding(model: nn.Module) -> int:
     return int(padding()) if callable(padding) else 0
 
 
-def param_counts(model_or_cfg: nn.Module | ModelConfig) -> ParamCounts:
+def param_counts(model_or_cfg: nn.Module | ModelConfig | OfficialMambaConfig) -> ParamCounts:
     """Count a built model, or the model a config describes (built on the meta device).
 
     Modules with an ``active_params()`` method (the MoE layer) count only that much as active;
     a model's ``padding_params()`` (rows that exist only to pad a GEMM, such as the LM head's past
-    the vocabulary) count nowhere: the counts are the real model's.
+    the vocabulary) count nowhere: the counts are the real model's. mamba_ssm's model
+    (OfficialMambaConfig) is built on the meta device when mamba_ssm imports, else counted as
+    ssmbench's LM of the same shape.
     """
+    if isinstance(model_or_cfg, OfficialMambaConfig) and official_available() is not None:
+        model_or_cfg = model_or_cfg.equivalent_lm()
     model = model_or_cfg if isinstance(model_or_cfg, nn.Module) else build_on_meta(model_or_cfg)
     padding = _padding(model)
     total = _numel([model]) - padding
@@ -158,6 +163,12 @@ def describe_model_set(model_set: ModelSet, seq_len: int | None = None) -> list[
             counts = param_counts(cfg).to_dict()
             row = {"structure": describe_pattern(cfg.pattern), **counts}
             row["flops_per_token"] = flops_per_token(cfg, seq_len)
+            d_model = cfg.d_model
+        elif isinstance(cfg, OfficialMambaConfig):
+            counts = param_counts(cfg).to_dict()
+            row = {"structure": f"mamba_ssm MambaLMHeadModel: {cfg.n_layer} x (mamba)", **counts}
+            # the same network as ssmbench's LM of that shape: the same FLOPs
+            row["flops_per_token"] = flops_per_token(cfg.equivalent_lm(), seq_len)
             d_model = cfg.d_model
         else:
             row = _megabyte_row(cfg, seq_len)

@@ -6,10 +6,13 @@ from torch import nn
 
 from ssmbench.errors import BadInput
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
+from ssmbench.models.official import OfficialMambaConfig, OfficialMambaLM
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """LMConfig -> ssmbench.models.lm.LM; MegaByteConfig -> ssmbench.models.megabyte.MegaByte."""
+def build_model(cfg: ModelConfig | OfficialMambaConfig) -> nn.Module:
+    """LMConfig -> ssmbench.models.lm.LM; MegaByteConfig -> ssmbench.models.megabyte.MegaByte;
+    OfficialMambaConfig -> ssmbench.models.official.OfficialMambaLM (BackendUnavailable without
+    mamba_ssm)."""
     if isinstance(cfg, LMConfig):
         from ssmbench.models.lm import LM
 
@@ -18,6 +21,8 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         from ssmbench.models.megabyte import MegaByte
 
         return MegaByte(cfg)
+    if isinstance(cfg, OfficialMambaConfig):
+        return OfficialMambaLM(cfg)
     raise TypeError(f"no model for config type {type(cfg).__name__}")
 
 
