@@ -318,9 +318,10 @@ def _official_reason(cfg: ModelConfig | OfficialMambaConfig, device: torch.devic
     """Why mamba_ssm's model cannot be measured here (None for ours, or when it can)."""
     if not isinstance(cfg, OfficialMambaConfig):
         return None
-    if device.type != "cuda":
+    why_not = official_available()
+    if why_not is None and device.type != "cuda":
         return "mamba_ssm's kernels need CUDA"
-    return official_available()
+    return why_not
 
 
 def _status_row(base: dict[str, Any], batch_size: int, status: str) -> dict[str, Any]:
