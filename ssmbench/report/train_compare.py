@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
+from ssmbench.models.official import display_name
 from ssmbench.report.figures import save_png
 from ssmbench.report.tables import fmt, markdown_table
 from ssmbench.results import SUMMARY_MD, LoadedRun, atomic_write_text
@@ -48,6 +49,7 @@ def _summary_frame(summary: list[dict[str, Any]] | None, suite: str) -> tuple[pd
     if df.empty:
         return pd.DataFrame(columns=list(cols.values())), cols
     df["peak_mem_mb"] = df["peak_mem_bytes"].map(lambda b: b / 2**20 if isinstance(b, (int, float)) else None)
+    df["name"] = df["name"].map(display_name)
     for c in cols:
         if c not in df:
             df[c] = None
@@ -266,7 +268,8 @@ def console_table(run: LoadedRun) -> Table:
         table.add_column(title, justify="left" if title in ("model", "status", "% ref") else "right",
                          no_wrap=title == "model")
     for s in summary:
-        table.add_row(*(_cell(s.get(k)) for k in CONSOLE_COLUMNS))
+        shown = {**s, "name": display_name(s["name"])}
+        table.add_row(*(_cell(shown.get(k)) for k in CONSOLE_COLUMNS))
     if summary:
         s0 = summary[0]
         flops = ", ".join(f"{s['name']} {fmt(s.get(flops_key))}" for s in summary)

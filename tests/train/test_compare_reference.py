@@ -40,7 +40,8 @@ def test_reference_row_is_unavailable_without_mamba_ssm(tmp_path, monkeypatch) -
     assert manifest["optimizer"] == {"name": "AdamW", "fused": False, "foreach": True}
     assert manifest["model_configs"]["mamba@mamba_ssm"]["type"] == "OfficialMambaConfig"
     render_summary(load_run(result.path), result.path)
-    assert "unavailable" in (result.path / "summary.md").read_text()
+    md = (result.path / "summary.md").read_text()
+    assert "unavailable" in md and "| mamba (mamba_ssm) |" in md
 
 
 def test_unknown_reference_is_bad_input() -> None:
