@@ -24,7 +24,7 @@ from ssmbench.layers.attention import CausalSelfAttention
 from ssmbench.layers.mamba import Mamba
 from ssmbench.layers.mlp import MLP
 from ssmbench.layers.moe import SwitchMoE
-from ssmbench.layers.norm import build_norm
+from ssmbench.layers.norm import add_norm, build_norm, norm_backend
 from ssmbench.models.base import LMOutput
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig
@@ -64,10 +64,14 @@ class Residual(nn.Module):
         self.layer = build_sublayer(kind, cfg)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Any]:
+        y, stats = self.mix(self.norm(x))
+        return x + y, stats
+
+    def mix(self, h: Tensor) -> tuple[Tensor, Any]:
+        """The sub-layer on the normed input h (B, T, D): (its output, MoE routing stats or None)."""
         if self.kind == "moe":
-            y, stats = self.layer(self.norm(x))
-            return x + y, stats
-        return x + self.layer(self.norm(x)), None
+            return self.layer(h)
+        return self.layer(h), None
 
     def prefill(self, x: Tensor, state: Any, offset: int) -> Tensor:
         h = self.norm(x)
@@ -92,7 +96,10 @@ class Residual(nn.Module):
 class LM(nn.Module):
     """idx (B, T) token ids -> LMOutput(logits (B, T, vocab), loss, aux_loss, moe_stats).
 
-    The logits are a view of the head's padded output (row stride ``padded_vocab``)."""
+    The logits are a view of the head's padded output (row stride ``padded_vocab``). The forward
+    fuses each residual add with the next norm (``ssmbench.layers.norm.add_norm``; the residual
+    stream stays in the parameters' dtype, fp32); ``norm_backend`` picks how ('auto': the fused
+    Triton kernel on CUDA); decoding (prefill, step) runs the blocks one by one."""
 
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
@@ -101,6 +108,8 @@ class LM(nn.Module):
         self.blocks = nn.ModuleList(Residual(kind, cfg) for kind in cfg.pattern)
         self.norm_f = build_norm(cfg.d_model, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, padded_vocab(cfg.vocab_size), bias=False)
+        self.norm_backend = "auto"
+        self.last_norm_backend: str | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -132,13 +141,17 @@ class LM(nn.Module):
         return self.lm_head(self.norm_f(x))
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> LMOutput:
-        x = self.embed(idx)  # (B, T, D)
-        stats = []
+        x = self.embed(idx)  # (B, T, D): the residual stream
+        backend = norm_backend(self.norm_backend, self.norm_f, x.device)
+        self.last_norm_backend = backend
+        y, stats = None, []
         for block in self.blocks:
-            x, s = block(x)
+            h, x = add_norm(y, x, block.norm, backend)  # x <- x + y; h = norm(x)
+            y, s = block.mix(h)
             if s is not None:
                 stats.append(s)
-        logits = self._logits(x)  # (B, T, V_pad)
+        h, _ = add_norm(y, x, self.norm_f, backend)
+        logits = self.lm_head(h)  # (B, T, V_pad)
         V = self.cfg.vocab_size
         loss = lm_loss(logits, targets, V) if targets is not None else None
         aux = sum((s.lb_loss for s in stats), logits.new_zeros((), dtype=torch.float32))
@@ -188,7 +201,8 @@ class LM(nn.Module):
         return self._logits(x)[..., : self.cfg.vocab_size]
 
     def kernel_paths(self) -> dict[str, str]:
-        """Which scan/conv/step backends and MoE dispatch path last ran (only for the kinds present)."""
+        """Which scan/conv/step/norm backends and MoE dispatch path last ran (only for the kinds
+        present)."""
         paths: dict[str, str] = {}
         for block in self.blocks:
             layer = block.layer
@@ -205,6 +219,8 @@ class LM(nn.Module):
                     paths["mamba_decode"] = layer.last_decode_path
             elif isinstance(layer, SwitchMoE) and layer.last_dispatch:
                 paths["moe_dispatch"] = layer.last_dispatch
+        if self.last_norm_backend:
+            paths["norm_backend"] = self.last_norm_backend
         return paths
 
     def embedding_modules(self) -> list[nn.Module]:

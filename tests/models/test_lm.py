@@ -99,7 +99,9 @@ def test_kernel_paths_recorded():
     model = LM(tiny(("mamba", "moe")))
     assert model.kernel_paths() == {}
     model(torch.randint(0, 41, (1, 5)))
-    assert model.kernel_paths() == {"scan_backend": "ref", "conv_backend": "ref", "moe_dispatch": "bmm"}
+    assert model.kernel_paths() == {
+        "scan_backend": "ref", "conv_backend": "ref", "moe_dispatch": "bmm", "norm_backend": "ref"
+    }
     model.step(torch.zeros(1, dtype=torch.long), model.allocate_inference_cache(1, 2))
     assert model.kernel_paths()["step_backend"] == "ref"
 
@@ -151,3 +153,58 @@ def test_real_logits_forward_and_gradient():
     assert logits.grad.dtype == torch.bfloat16
     assert torch.equal(logits.grad[:, :6], grad.bfloat16())
     assert torch.equal(logits.grad[:, 6:], torch.zeros(5, 2, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+def test_fused_add_norm_equals_plain_forward(amp):
+    """The forward with the fused Triton add + LayerNorm (interpreter on CPU) against the plain
+    add then nn.LayerNorm: loss, logits and every gradient."""
+    pytest.importorskip("triton")
+    model = LM(tiny(("mamba", "moe", "attn", "ff"), capacity_factor=3.0))
+    idx, tgt = torch.randint(0, 41, (2, 2, 9)).unbind(0)
+    results = {}
+    for backend in ("ref", "triton"):
+        model.norm_backend = backend
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(idx, tgt)
+        (out.loss + out.aux_loss).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        results[backend] = (out.loss.item(), out.logits.float(), grads)
+        assert model.kernel_paths()["norm_backend"] == backend
+    tol = 2e-2 if amp else 1e-5
+    assert results["triton"][0] == pytest.approx(results["ref"][0], rel=tol)
+    assert_close(results["triton"][1], results["ref"][1], tol, "logits")
+    for name, g in results["ref"][2].items():
+        assert_close(results["triton"][2][name], g, 10 * tol, f"grad {name}")
+
+
+def test_mamba_block_copies_pinned():
+    """One more Mamba block in the LM (its layer, fused add + norm, residual) costs, forward +
+    backward under bf16 autocast with the triton backends, three copies of activation-sized
+    tensors (z for the scan, y for out_proj's weight gradient, dx and dz into in_proj's), none
+    transposing, and one large elementwise op (the sum of u's two gradients): no casts around
+    the norm. A new copy fails this test."""
+    pytest.importorskip("triton")
+    from tests.op_counts import count_ops
+
+    B, T, D = 2, 128, 16
+
+    def counts(n_layers: int) -> dict[str, int]:
+        model = LM(LMConfig(vocab_size=64, d_model=D, pattern=("mamba",) * n_layers, d_state=4,
+                            scan_backend="triton"))  # fmt: skip
+        model.norm_backend = "triton"
+        idx = torch.randint(0, 64, (B, T + 1))
+
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(idx[:, :-1], idx[:, 1:])
+            out.loss.backward()
+
+        return count_ops(step, large=B * T * D).table()
+
+    one, two = counts(1), counts(2)
+    block = {k: two[k] - one[k] for k in one}
+    assert block["large_copies"] == 3, block
+    assert block["large_transposing_copies"] == 0, block
+    assert block["large_elementwise"] == 1, block
