@@ -2,11 +2,13 @@
 # Build the official Mamba stack (mamba_ssm's selective-scan extension and causal-conv1d's conv
 # extension) for sm_90 only, from the PyPI source distributions unpacked under CARRY_DIR (the
 # device has no network: carry the sources there), both at once.
-# Usage: bash benchmarks/build_mamba_ssm.sh CARRY_DIR BUILD_DIR
-#   then: export PYTHONPATH=BUILD_DIR/mamba_ssm:BUILD_DIR/causal_conv1d:$PYTHONPATH
+# Usage: bash benchmarks/build_mamba_ssm.sh CARRY_DIR BUILD_DIR [PACKAGES]
+#   PACKAGES: "causal_conv1d mamba_ssm" (default) or one of them, e.g. when the other was built
+#   earlier and carried; then: export PYTHONPATH=BUILD_DIR/mamba_ssm:BUILD_DIR/causal_conv1d:$PYTHONPATH
 # Logs: BUILD_DIR/{mamba_ssm,causal_conv1d}.log. Exit 0 only when both import.
 set -uo pipefail
 carry=${1:?carry dir holding mamba_ssm-*/ and causal_conv1d-*/}; dst=${2:?build dir}
+packages=${3:-causal_conv1d mamba_ssm}
 mkdir -p "$dst"
 jobs=${MAX_JOBS:-12}
 
@@ -30,8 +32,9 @@ PY
 }
 
 start=$(date +%s)
-build causal_conv1d "$(ls -d "$carry"/causal_conv1d-*/ | head -1)" &
-build mamba_ssm "$(ls -d "$carry"/mamba_ssm-*/ | head -1)" &
+for name in $packages; do
+  build "$name" "$(ls -d "$carry/$name"-*/ | head -1)" &
+done
 wait
 echo "built in $(( $(date +%s) - start )) s"
 PYTHONPATH=$dst/mamba_ssm:$dst/causal_conv1d${PYTHONPATH:+:$PYTHONPATH} python3 -c "

@@ -1,7 +1,8 @@
-"""`ssmbench train-compare`: train models on one data stream; steps-to-loss, BPB, throughput."""
+"""`ssmbench train-compare`: train models on one data stream, over seeds; steps-to-loss, BPB, throughput."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -35,15 +36,30 @@ def train_compare_command(
     seq_len: Annotated[int | None, typer.Option(help="Context length in tokens.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
     data: Annotated[
-        str | None, typer.Option(help="synthetic (default), enwik8, hf:c4, hf:pg19 or a path.")
+        str | None, typer.Option(help="synthetic (default), pystdlib, enwik8, hf:c4, hf:pg19 or a path.")
+    ] = None,
+    data_bytes: Annotated[
+        str | None, typer.Option(help="Training text size in bytes, K/M/G (10^3/10^6/10^9) or Ki/Mi/Gi "
+                                      "(2^10/2^20/2^30). Default: a local corpus whole, the unbounded "
+                                      "synthetic stream, one pass of streamed C4/PG19; with synthetic data, "
+                                      "a finite corpus of that size.")
     ] = None,
     tokenizer: Annotated[str | None, typer.Option(help="bytes, gpt2, gpt2:DIR, bpe or bpe:N.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
-    seed: Annotated[int | None, typer.Option(help="Seed of data, init and batches (default 0).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Base seed (default 0): runs use seeds base, base+1, ... "
+                                      "(each sets the init and the data order).")
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Runs per model, one per seed (default: the preset's: 3 on GPU "
+                                      "presets, 1 on smoke presets).")
+    ] = None,
     experts: Annotated[int | None, typer.Option(help="Experts per MoE layer (the paper's ablation).")] = None,
-    reference: Annotated[str | None, typer.Option(help="Model whose final loss is the target.")] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Model whose final loss (seed mean, smoothed) is the target.")
+    ] = None,
     target_loss: Annotated[
-        float | None, typer.Option(help="Explicit target instead of the reference's.")
+        float | None, typer.Option(help="Explicit target of the headline steps-to-target figure.")
     ] = None,
     eval_interval: Annotated[int | None, typer.Option(help="Steps between evaluations.")] = None,
     eval_mode: Annotated[str | None, typer.Option(help="nonoverlap (default) or sliding.")] = None,
@@ -60,15 +76,16 @@ def train_compare_command(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary JSON instead of tables.")] = False,
 ) -> None:
-    """Train the chosen models on the same data and batches; report steps-to-target, loss, BPB,
-    tokens/s and memory beside each model's parameter counts."""
+    """Train the chosen models on the same data and batches, once per seed; report steps-to-target,
+    loss and BPB (means with 95% intervals over seeds), data passes, tokens/s and memory beside
+    each model's parameter counts."""
     progress = progress_for(json_out)
     if resume is not None:
         given = {k: v for k, v in dict(
             preset=preset, suite=suite, models=models, steps=steps, batch_size=batch_size, seq_len=seq_len,
-            lr=lr, data=data, tokenizer=tokenizer, seed=seed, experts=experts, reference=reference,
-            target_loss=target_loss, eval_interval=eval_interval, eval_mode=eval_mode,
-            eval_stride=eval_stride, checkpoint_every=checkpoint_every, threads=threads,
+            lr=lr, data=data, data_bytes=data_bytes, tokenizer=tokenizer, seed=seed, seeds=seeds,
+            experts=experts, reference=reference, target_loss=target_loss, eval_interval=eval_interval,
+            eval_mode=eval_mode, eval_stride=eval_stride, checkpoint_every=checkpoint_every, threads=threads,
         ).items() if v is not None}  # fmt: skip
         if given or (out is not None and out != resume):
             names = ", ".join("--" + k.replace("_", "-") for k in given) or "--out"
@@ -78,8 +95,9 @@ def train_compare_command(
         request = CompareRequest(
             preset=preset, suite=suite, models=_split(models), steps=steps, batch_size=batch_size,
             seq_len=seq_len, lr=lr, eval_interval=eval_interval, eval_mode=eval_mode, eval_stride=eval_stride,
-            checkpoint_every=checkpoint_every, data=data, tokenizer=tokenizer, seed=seed or 0,
-            experts=experts, reference=reference, target_loss=target_loss, threads=threads,
+            checkpoint_every=checkpoint_every, data=data, data_bytes=parse_size(data_bytes),
+            tokenizer=tokenizer, seed=seed or 0, seeds=seeds, experts=experts, reference=reference,
+            target_loss=target_loss, threads=threads,
         )  # fmt: skip
         result = run_compare(plan_compare(request), out, device=device, progress=progress,
                              results_changed=_render_summary)
@@ -103,3 +121,19 @@ def _split(models: str | None) -> tuple[str, ...] | None:
     if not names:
         raise BadInput("--models is empty")
     return names
+
+
+SIZE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_size(text: str | None) -> int | None:
+    """'400000', '400K', '1.5M', '2G', '64Mi' (a trailing B is allowed) -> bytes; BadInput unless positive."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*([kmg]i?)?b?\s*", text, flags=re.IGNORECASE)
+    if m is None:
+        raise BadInput(f"--data-bytes {text!r}: expected bytes, e.g. 400000, 400K, 1.5M, 2G or 64Mi")
+    n = int(float(m.group(1)) * SIZE_UNITS[(m.group(2) or "").lower()])
+    if n <= 0:
+        raise BadInput(f"--data-bytes must be positive, got {text!r}")
+    return n

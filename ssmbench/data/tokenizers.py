@@ -4,8 +4,8 @@
 record of which one is used and why (written into the manifest):
 
 - ``bytes``: one token per byte.
-- ``gpt2``: GPT-2's BPE from tiktoken when it loads without a download; otherwise a byte-level
-  BPE of ``fallback_vocab`` tokens trained on the training split, and the record says so.
+- ``gpt2``: GPT-2's BPE from tiktoken; BadInput (saying how to get it, or what to pick
+  instead) when tiktoken or its vocabulary is not there.
 - ``gpt2:DIR``: GPT-2 vocabulary files (encoder.json or vocab.json) in DIR.
 - ``bpe`` / ``bpe:N``: a byte-level BPE with N tokens trained on the training split.
 """
@@ -148,5 +148,8 @@ def resolve_tokenizer(
         if enc is not None:
             tok = TiktokenTokenizer(enc, "gpt2")
             return tok, TokenizerInfo(spec, "gpt2", tok.vocab_size, "GPT-2 BPE from tiktoken")
-        return _trained_bpe(train_text, fallback_vocab, spec, f"gpt2 unavailable ({why_not}): ", sample_name)
+        # no silent stand-in: a trained BPE would change every loss and the paper comparison with it
+        raise BadInput(f"--tokenizer gpt2: {why_not}; install it (pip install tiktoken; it downloads the "
+                       "GPT-2 vocabulary once), point at GPT-2's vocabulary files with --tokenizer gpt2:DIR, "
+                       "or choose another tokenizer explicitly (--tokenizer bpe:N or bytes)")
     raise BadInput(f"unknown tokenizer {spec!r}; use bytes, gpt2, gpt2:DIR, bpe or bpe:N")

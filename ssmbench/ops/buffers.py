@@ -8,12 +8,19 @@ import torch
 from torch import Tensor
 
 
-def new_output(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """A fresh buffer of ``shape`` (default: like's) on like's device; NaN-filled when
-    SSMBENCH_POISON_OUTPUTS=1 (tests), so an element a kernel forgets to write cannot pass a
-    comparison."""
+def poisoning() -> bool:
+    """Whether fresh outputs are NaN-filled (SSMBENCH_POISON_OUTPUTS=1, set by tests)."""
+    return os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1"
+
+
+def new_output(
+    *shape: int, like: Tensor, dtype: torch.dtype | None = None, poison: bool | None = None
+) -> Tensor:
+    """A fresh buffer of ``shape`` (default: like's) on like's device; NaN-filled when ``poison``
+    (default: ``poisoning()``), so an element a kernel forgets to write cannot pass a comparison.
+    Hot paths read ``poisoning()`` once per call and pass it."""
     shape = shape or tuple(like.shape)
     dtype = dtype or like.dtype
-    if os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1":
+    if poisoning() if poison is None else poison:
         return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
     return torch.empty(shape, device=like.device, dtype=dtype)

@@ -1,5 +1,6 @@
 """Checkpoints: model, optimizer, RNG state and the run's progress (which is also the data
-position: the batch of step s depends only on the seed and s), written atomically."""
+position: the batch of step s depends only on the seed and s), written atomically, one per
+(model, seed) run."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from ssmbench.results import atomic_write_bytes
 from ssmbench.train.loop import ModelRun
 
 
-def checkpoint_path(run_dir: Path, model_name: str) -> Path:
-    return Path(run_dir) / "checkpoints" / f"{model_name}.pt"
+def checkpoint_path(run_dir: Path, model_name: str, seed: int) -> Path:
+    """The checkpoint of one (model, seed) run of a comparison."""
+    return Path(run_dir) / "checkpoints" / f"{model_name}-seed{seed}.pt"
 
 
 def save_checkpoint(path: Path, run: ModelRun, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

@@ -1,18 +1,20 @@
-"""`train-compare`: train several models on one data stream and compare them.
+"""`train-compare`: train several models on one data stream, with several seeds, and compare them.
 
-Plan (validate everything the user gave, cheaply) -> prepare data and tokenizer -> train each
-model in turn, writing metrics.csv and summary.json after every evaluation (and telling the
-caller through ``results_changed``, so the CLI can re-render summary.md for a user watching)
--> steps-to-target against the reference. Rendering (summary.md, plots) is the caller's.
-``--resume DIR`` rebuilds the same plan from DIR/manifest.json, keeps the models that finished
-and continues an interrupted one from its last checkpoint.
+Plan (validate everything the user gave, cheaply) -> open the data once (tokenizer, corpus,
+validation set) -> for each seed, train each model (seed s sets the init and the data order,
+the same s for every model, so the batches of step s are the same for every model of a seed),
+writing metrics.csv and summary.json after every evaluation (and telling the caller through
+``results_changed``, so the CLI can re-render summary.md for a user watching) -> statistics
+over seeds and steps-to-target against the reference (``ssmbench.train.summary``). Rendering
+(summary.md, plots) is the caller's. ``--resume DIR`` rebuilds the same plan from
+DIR/manifest.json, keeps the (model, seed) runs that finished and continues an interrupted one
+from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,9 +25,7 @@ import torch
 
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
-from ssmbench.data.dataset import EvalSet, TokenDataset
-from ssmbench.data.sources import TextSource, load_source
-from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
+from ssmbench.data import DataRequest, EvalSet, Tokenizer, TrainingData, default_workers, open_training_data
 from ssmbench.device import is_oom, resolve_device
 from ssmbench.errors import BackendUnavailable, BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
@@ -35,11 +35,13 @@ from ssmbench.models.presets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
+from ssmbench.train.batches import PrefetchedBatches, for_seed
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
 from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, adamw_kind, make_optimizer, train_model
-from ssmbench.train.metrics import peak_memory, reset_peak_memory, steps_to_target_table
+from ssmbench.train.metrics import peak_memory, reset_peak_memory
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
+from ssmbench.train.summary import SummarySetup, build_summary
 
 KIND = "train-compare"
 
@@ -60,8 +62,10 @@ class CompareRequest:
     eval_stride: int | None = None
     checkpoint_every: int | None = None
     data: str | None = None
+    data_bytes: int | None = None
     tokenizer: str | None = None
     seed: int = 0
+    seeds: int | None = None
     experts: int | None = None
     reference: str | None = None
     target_loss: float | None = None
@@ -83,7 +87,8 @@ class CompareRequest:
 @dataclass(frozen=True)
 class ComparePlan:
     """A validated comparison: preset, training settings, the models (configs before the
-    tokenizer's vocabulary is filled in), reference and target, data and tokenizer specs."""
+    tokenizer's vocabulary is filled in), reference and target, data and tokenizer specs, and
+    the seeds (base seed + 0..K-1) every model is trained with."""
 
     request: CompareRequest
     preset: TrainPreset
@@ -96,6 +101,7 @@ class ComparePlan:
     data: str
     tokenizer: str
     paper: PaperFigures | None
+    seeds: tuple[int, ...]
     cpu_threads: int | None
 
     @property
@@ -106,7 +112,8 @@ class ComparePlan:
         return {
             "preset": self.preset.name, "suite": self.preset.suite, "model_set": self.model_set,
             "models": self.names, "train": self.train.to_dict(), "data": self.data,
-            "tokenizer": self.tokenizer, "seed": self.request.seed, "experts": self.request.experts,
+            "tokenizer": self.tokenizer, "seed": self.request.seed, "seeds": list(self.seeds),
+            "experts": self.request.experts,
             "reference": self.reference, "reference_note": self.reference_note,
             "target_loss": self.target_loss, "steps_metric": self.train.steps_metric,
             "eval_mode": self.train.eval_mode, "eval_stride": self.train.eval_stride,
@@ -120,7 +127,7 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
     train = preset.train.with_overrides(
         steps=req.steps, batch_size=req.batch_size, seq_len=req.seq_len, lr=req.lr,
         eval_interval=req.eval_interval, eval_mode=req.eval_mode, eval_stride=req.eval_stride,
-        checkpoint_every=req.checkpoint_every,
+        checkpoint_every=req.checkpoint_every, data_bytes=req.data_bytes,
     )  # fmt: skip
     if req.batch_size is not None and train.batch_size % train.grad_accum:
         train = replace(train, grad_accum=1)
@@ -153,12 +160,15 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
         raise BadInput(f"--target-loss must be a positive number, got {req.target_loss}")
     if req.threads is not None and req.threads <= 0:
         raise BadInput(f"--threads must be positive, got {req.threads}")
+    n_seeds = req.seeds if req.seeds is not None else preset.seeds
+    if n_seeds < 1:
+        raise BadInput(f"--seeds must be at least 1, got {n_seeds}")
     paper = preset.paper.for_experts(req.experts) if preset.paper is not None else None
     return ComparePlan(
         request=req, preset=preset, train=train, models=tuple((n, model_set.get(n)) for n in names),
         model_set=model_set.name, reference=reference, reference_note=note, target_loss=req.target_loss,
         data=req.data or preset.data, tokenizer=tokenizer, paper=paper,
-        cpu_threads=req.threads or preset.cpu_threads,
+        seeds=tuple(req.seed + k for k in range(n_seeds)), cpu_threads=req.threads or preset.cpu_threads,
     )  # fmt: skip
 
 
@@ -175,15 +185,15 @@ def _adapt(name: str, cfg: ModelConfig, tok: Tokenizer, seq_len: int) -> ModelCo
 
 @dataclass
 class Prepared:
-    """Everything the models share: data, tokenizer, token windows, the fixed eval set."""
+    """Everything the models and seeds share: the data (tokenizer, training corpus or stream,
+    validation tokens), the fixed evaluation set, the models' configs and parameter counts, and
+    the paper's figures when the run's data and tokenizer are the paper's."""
 
-    source: TextSource
-    tokenizer: Tokenizer
-    tokenizer_info: TokenizerInfo
-    dataset: TokenDataset
+    data: TrainingData
     eval_set: EvalSet
     configs: tuple[tuple[str, ModelConfig], ...]
     described: dict[str, dict[str, Any]]
+    paper_note: str | None
 
     @property
     def tokens_per_byte(self) -> float:
@@ -191,39 +201,54 @@ class Prepared:
 
     def describe(self) -> dict[str, Any]:
         ev = self.eval_set
-        data = self.source.describe()
-        if self.source.entropy_bpb is not None:
-            data["loss_floor_nats_per_token"] = self.source.entropy_bpb * math.log(2) / self.tokens_per_byte
         return {
-            "data": data,
-            "tokenizer": self.tokenizer_info.to_dict(),
+            "data": self.data.describe(),
+            "tokenizer": self.data.tokenizer_info.to_dict(),
             "eval": {"mode": ev.mode, "stride": ev.stride, "windows": int(ev.inputs.shape[0]),
                      "scored_tokens": ev.n_tokens, "scored_bytes": ev.n_bytes,
-                     "note": "the same fixed windows of the validation split for every model and step"},
+                     "note": "the same fixed windows of the validation split for every model, seed and step"},
             "model_configs": {n: {"type": type(c).__name__, **asdict(c)} for n, c in self.configs},
         }
 
 
 def prepare(plan: ComparePlan) -> Prepared:
+    """Open the data (sized for one pass of the planned tokens where the source is streamed)."""
     cfg = plan.train
-    source = load_source(plan.data, seed=plan.request.seed, synthetic_bytes=cfg.data_bytes,
-                         hf_bytes=cfg.data_bytes)
-    tok, info = resolve_tokenizer(plan.tokenizer, source.train, plan.preset.bpe_vocab)
-    dataset = TokenDataset(tok.encode(source.train), tok.encode(source.val), cfg.seq_len,
-                           tok.token_byte_lengths(), seed=plan.request.seed)
-    ev = dataset.eval_set(cfg.eval_windows, cfg.eval_mode, cfg.eval_stride)
-    configs = tuple((n, _adapt(n, c, tok, cfg.seq_len)) for n, c in plan.models)
+    data = open_training_data(DataRequest(
+        spec=plan.data, tokenizer=plan.tokenizer, seq_len=cfg.seq_len, seed=plan.seeds[0],
+        data_bytes=cfg.data_bytes, tokens_needed=cfg.steps * cfg.batch_size * cfg.seq_len,
+        bpe_vocab=plan.preset.bpe_vocab,
+    ))  # fmt: skip
+    ev = data.eval_set(cfg.eval_windows, cfg.eval_mode, cfg.eval_stride)
+    configs = tuple((n, _adapt(n, c, data.tokenizer, cfg.seq_len)) for n, c in plan.models)
     rows = describe_model_set(ModelSet(plan.model_set, "", configs, cfg.seq_len), cfg.seq_len)
-    return Prepared(source, tok, info, dataset, ev, configs, {r["name"]: r for r in rows})
+    note = plan.paper.setup_note(plan.data, data.tokenizer_info.used) if plan.paper is not None else None
+    return Prepared(data, ev, configs, {r["name"]: r for r in rows}, note)
+
+
+RunKey = tuple[str, int]  # (model, seed)
+
+
+def progress_key(plan: ComparePlan, name: str, seed: int) -> str:
+    """The progress bar of one run: the model's name, with the seed when there are several."""
+    return name if len(plan.seeds) == 1 else f"{name} seed {seed}"
 
 
 class _Results:
-    """The runs of all models and how they are written to the folder."""
+    """The runs of all (model, seed) pairs and how they are written to the folder."""
 
     def __init__(self, folder: RunFolder, plan: ComparePlan, prep: Prepared,
                  changed: Callable[[Path], None]) -> None:
         self.folder, self.plan, self.prep, self.changed = folder, plan, prep, changed
-        self.runs: dict[str, ModelRun] = {}
+        self.runs: dict[RunKey, ModelRun] = {}
+        cfg = plan.train
+        self.setup = SummarySetup(
+            names=tuple(plan.names), seeds=plan.seeds, reference=plan.reference, steps_planned=cfg.steps,
+            steps_metric=cfg.steps_metric, ema_alpha=cfg.ema_alpha, target_loss=plan.target_loss,
+            described=prep.described, tokens_per_byte=prep.tokens_per_byte,
+            tokens_per_pass=prep.data.tokens_available,
+            paper=plan.paper if prep.paper_note is None else None,
+        )  # fmt: skip
 
     def load_previous(self) -> None:
         """Runs recorded in the folder: finished ones kept whole, unfinished ones dropped (they
@@ -231,101 +256,41 @@ class _Results:
         loaded = load_run(self.folder.path)
         rows = loaded.metrics.to_dict(orient="records") if not loaded.metrics.empty else []
         for entry in loaded.summary or []:
-            if entry.get("status") not in FINISHED:
-                continue
+            if "runs" not in entry:
+                raise ResultsError(f"{self.folder.path} was written by an older ssmbench (no runs per seed); "
+                                   "start a new comparison")
             name = entry["name"]
-            own = [{k: r[k] for k in ("model", "step", "metric", "value", "wall_s", "tokens")}
-                   for r in rows if r["model"] == name]
-            self.runs[name] = ModelRun(
-                name, step=int(entry["steps_done"]), rows=own, train_time_s=float(entry["train_time_s"] or 0),
-                tokens=int(entry["tokens"] or 0), status=entry["status"], error=entry.get("error"),
-                kernels=dict(entry.get("kernels") or {}), peak_mem_bytes=entry.get("peak_mem_bytes"),
-                peak_mem_kind=entry.get("peak_mem_kind"),
-            )  # fmt: skip
+            for r in entry["runs"]:
+                if r.get("status") not in FINISHED:
+                    continue
+                seed = int(r["seed"])
+                own = [{k: row[k] for k in ("model", "step", "metric", "value", "wall_s", "tokens")}
+                       for row in rows if row["model"] == name and int(row["seed"]) == seed]
+                self.runs[(name, seed)] = ModelRun(
+                    name, step=int(r["steps_done"]), rows=own, train_time_s=float(r["train_time_s"] or 0),
+                    tokens=int(r["tokens"] or 0), status=r["status"], error=r.get("error"),
+                    kernels=dict(r.get("kernels") or {}), peak_mem_bytes=r.get("peak_mem_bytes"),
+                    peak_mem_kind=r.get("peak_mem_kind"),
+                )  # fmt: skip
 
     def save(self) -> None:
         """metrics.csv and summary.json (atomic each), then ``changed``; cheap enough for every eval."""
         rows = []
-        for name in self.plan.names:
-            run = self.runs.get(name)
-            if run is None:
-                continue
-            kernels = ",".join(f"{k}={v}" for k, v in sorted(run.kernels.items())) or "-"
-            rows.extend({**r, "kernels": kernels} for r in run.rows)
-        cols = ["model", "step", "metric", "value", "wall_s", "tokens", "kernels"]
+        for seed in self.plan.seeds:
+            for name in self.plan.names:
+                run = self.runs.get((name, seed))
+                if run is None:
+                    continue
+                kernels = ",".join(f"{k}={v}" for k, v in sorted(run.kernels.items())) or "-"
+                rows.extend({**r, "seed": seed, "kernels": kernels} for r in run.rows)
+        cols = ["model", "seed", "step", "metric", "value", "wall_s", "tokens", "kernels"]
         self.folder.write_metrics(pd.DataFrame(rows, columns=cols))
         self.folder.write_summary(self.summary())
         self.changed(self.folder.path)
 
-    def _target(self) -> tuple[float | None, str]:
-        metric = self.plan.train.steps_metric
-        if self.plan.target_loss is not None:
-            return self.plan.target_loss, f"--target-loss on {metric}"
-        ref = self.runs.get(self.plan.reference)
-        if ref is None or ref.status != "done":
-            return None, f"reference {self.plan.reference!r} has not finished"
-        values = [r["value"] for r in ref.rows if r["metric"] == metric]
-        return (values[-1], f"final {metric} of {self.plan.reference}") if values else (None, "no values")
-
     def summary(self) -> list[dict[str, Any]]:
-        """One object per model of the plan (finished, running or pending)."""
-        metric = self.plan.train.steps_metric
-        target, target_source = self._target()
-        curves = {}
-        for n, run in self.runs.items():
-            picked = [r for r in run.rows if r["metric"] == metric]
-            curves[n] = ([r["step"] for r in picked], [r["value"] for r in picked])
-        table = steps_to_target_table(curves, self.plan.reference, target) if target is not None else {}
-        paper = self.plan.paper
-        out = []
-        for name in self.plan.names:
-            run = self.runs.get(name) or ModelRun(name)
-            desc = self.prep.described[name]
-            last = _last_values(run.rows)
-            stt = table.get(name)
-            flops = desc.get("flops_per_token")
-            out.append({
-                "name": name, "status": run.status, "error": run.error, "steps_done": run.step,
-                "steps_planned": self.plan.train.steps,
-                **{k: desc[k] for k in ("params_total", "params_active", "params_total_nonembed",
-                                        "params_active_nonembed")},
-                "flops_per_token": flops,
-                "flops_per_byte": flops * self.prep.tokens_per_byte if flops is not None else None,
-                "final_eval_loss": last.get("eval_loss"), "final_eval_bpb": last.get("eval_bpb"),
-                "final_train_loss": last.get("train_loss"),
-                "final_train_loss_ema": last.get("train_loss_ema"),
-                "target_metric": metric, "target_value": target, "target_source": target_source,
-                "reference": self.plan.reference,
-                "steps_to_target": stt.steps if stt else None,
-                "steps_to_target_pct": stt.pct if stt else None,
-                "steps_to_target_text": (stt.pct_text if stt and run.status in FINISHED else None),
-                "speedup": stt.speedup if stt else None,
-                "tokens_per_s": _steady(run.rows, "tokens_per_s"),
-                "step_time_ms": _steady(run.rows, "step_time_ms"),
-                "train_time_s": run.train_time_s, "tokens": run.tokens,
-                "peak_mem_bytes": run.peak_mem_bytes, "peak_mem_kind": run.peak_mem_kind,
-                "kernels": run.kernels,
-                "moe_max_load": last.get("moe_max_load"),
-                "moe_dropped_fraction": last.get("moe_dropped_fraction"),
-                "paper_final_loss": paper.final_loss.get(name) if paper else None,
-                "paper_steps_pct": paper.steps_pct.get(name) if paper else None,
-            })  # fmt: skip
-        return out
-
-
-def _last_values(rows: list[dict[str, Any]]) -> dict[str, float]:
-    last: dict[str, float] = {}
-    for r in rows:
-        last[r["metric"]] = r["value"]
-    return last
-
-
-def _steady(rows: list[dict[str, Any]], metric: str) -> float | None:
-    """Median over logged intervals, leaving out the first (warm-up) when there are others."""
-    vals = [r["value"] for r in rows if r["metric"] == metric and math.isfinite(r["value"])]
-    if len(vals) > 1:
-        vals = vals[1:]
-    return statistics.median(vals) if vals else None
+        """One object per model of the plan (see ``ssmbench.train.summary``)."""
+        return build_summary(self.runs, self.setup)
 
 
 @dataclass(frozen=True)
@@ -359,50 +324,60 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
         results.load_previous()
         folder.update_manifest(resumed_on=str(dev))
     else:
+        paper = {**plan.paper.to_dict(), "setup_note": prep.paper_note} if plan.paper else None
         folder.write_manifest(
             config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
             ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
-            extra={**prep.describe(), "paper": plan.paper.to_dict() if plan.paper else None,
-                   "optimizer": adamw_kind(dev),
+            extra={**prep.describe(), "paper": paper, "optimizer": adamw_kind(dev),
                    "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
         )  # fmt: skip
     results.save()
     with progress:
         if plan.reference_note:
             progress.note(plan.reference_note)
-        for name, mcfg in prep.configs:
-            prev = results.runs.get(name)
-            if prev is not None and prev.status in FINISHED:
-                progress.finish(name, f"{prev.status} (earlier run)")
-                continue
-            _train_one(name, mcfg, plan, prep, results, dev, progress, resume)
-            results.save()
+        if prep.paper_note:
+            progress.note(prep.paper_note)
+        # seed by seed: after each seed, every model has a finished run to compare
+        for seed in plan.seeds:
+            for name, mcfg in prep.configs:
+                prev = results.runs.get((name, seed))
+                if prev is not None and prev.status in FINISHED:
+                    progress.finish(progress_key(plan, name, seed), f"{prev.status} (earlier run)")
+                    continue
+                _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume)
+                results.save()
     results.save()
     return CompareResult(folder.path, results.summary())
 
 
-def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
-               dev: torch.device, progress: Progress, resume: bool) -> None:
-    """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
+def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared,
+               results: _Results, dev: torch.device, progress: Progress, resume: bool) -> None:
+    """Build (init from the seed, whatever ran before), restore a checkpoint when resuming, train
+    on the seed's batches, record."""
     cfg = plan.train
-    ckpt = checkpoint_path(results.folder.path, name)
+    data = for_seed(prep.data, seed)
+    key = progress_key(plan, name, seed)
+    ckpt = checkpoint_path(results.folder.path, name, seed)
     run = ModelRun(name)
-    results.runs[name] = run
+    results.runs[(name, seed)] = run
     reset_peak_memory(dev)
     model = opt = None
+    # on the GPU, worker processes make the next batches while it trains (a CPU run uses the cores)
+    workers = default_workers(data.train) if dev.type == "cuda" else 0
+    batches = PrefetchedBatches(data.train, cfg.steps, workers, pin_memory=True) if workers else None
     try:
-        torch.manual_seed(plan.request.seed)  # the same init whatever ran before
+        torch.manual_seed(seed)
         model = build_model(mcfg).to(dev)
         opt = make_optimizer(model, cfg)
         if resume and ckpt.is_file():
-            run = results.runs[name] = load_checkpoint(ckpt, model, opt)
-        progress.start(name, cfg.steps, run.step)
+            run = results.runs[(name, seed)] = load_checkpoint(ckpt, model, opt)
+        progress.start(key, cfg.steps, run.step)
         hooks = TrainHooks(
-            progress=lambda r, loss, tps: progress.update(name, r.step, {"loss": loss, "tok/s": tps}),
+            progress=lambda r, loss, tps: progress.update(key, r.step, {"loss": loss, "tok/s": tps}),
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
-        train_model(model, prep.dataset, prep.eval_set, cfg, dev, run, opt, hooks)
+        train_model(model, batches or data.train, prep.eval_set, cfg, dev, run, opt, hooks)
     except BackendUnavailable as e:  # the mamba_ssm reference without mamba_ssm or CUDA: a row, not a crash
         run.status, run.error = "unavailable", str(e)
     except KeyboardInterrupt:
@@ -414,6 +389,8 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
             raise
         run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
+        if batches is not None:
+            batches.close()
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt
         gc.collect()
@@ -421,7 +398,7 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
             torch.cuda.empty_cache()
     if run.status in FINISHED:
         ckpt.unlink(missing_ok=True)
-    progress.finish(name, run.status)
+    progress.finish(key, run.status)
 
 
 def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None,
@@ -434,7 +411,7 @@ def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | 
         raise ResultsError(f"{run_dir} has no {SUMMARY_JSON}/{METRICS} to resume from")
     config = loaded.manifest.get("config", {})
     plan = plan_compare(CompareRequest.from_dict(config.get("request", {})))
-    if plan.train.to_dict() != config.get("train"):
+    if plan.train.to_dict() != config.get("train") or list(plan.seeds) != config.get("seeds"):
         raise ResultsError(f"the {plan.preset.name!r} preset changed since {run_dir} was started; "
                            "cannot resume it with this ssmbench")
     return run_compare(plan, run_dir, device=device, progress=progress, resume=True,

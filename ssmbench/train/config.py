@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -23,8 +24,11 @@ class TrainConfig:
     eval_interval: steps between evaluations (also at step 0 and the last step) on eval_windows
     fixed windows of the validation split, in eval_mode ("nonoverlap" or "sliding" with
     eval_stride). log_interval: steps between training-loss rows. ema_alpha: weight of the
-    newest loss in the smoothed training loss. steps_metric: the curve steps-to-target reads.
-    data_bytes: size of the synthetic training text (and cap on streamed HF text).
+    newest loss in the smoothed (bias-corrected) training loss. steps_metric: the headline
+    steps-to-target curve (both the evaluation-based and the EMA-based figures are reported).
+    data_bytes: training text size (a finite corpus of that many bytes; with synthetic data it
+    turns the unbounded stream into a finite one); None: the whole corpus, the unbounded
+    synthetic stream, or for streamed corpora enough text for one pass.
     """
 
     steps: int
@@ -48,16 +52,16 @@ class TrainConfig:
     ema_alpha: float = 0.001
     steps_metric: str = "eval_loss"
     checkpoint_every: int = 0
-    data_bytes: int = 4_000_000
+    data_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "seq_len", "eval_interval", "eval_windows", "log_interval",
                      "data_bytes"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BadInput(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.grad_accum <= 0 or self.batch_size % self.grad_accum:
             raise BadInput(f"grad accumulation {self.grad_accum} must divide batch size {self.batch_size}")
-        if self.lr <= 0:
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise BadInput(f"lr must be positive, got {self.lr}")
         if self.checkpoint_every < 0:
             raise BadInput(f"checkpoint-every must be >= 0, got {self.checkpoint_every}")

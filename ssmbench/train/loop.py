@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssmbench.bench.timing import synchronize
-from ssmbench.data.dataset import EvalSet, TokenDataset
+from ssmbench.data import EvalSet, TrainStream
 from ssmbench.train.config import TrainConfig
 from ssmbench.train.metrics import EMA, bits_per_byte
 from ssmbench.train.schedule import lr_at
@@ -176,7 +176,7 @@ class _MoELoad:
         run.add("moe_dropped_fraction", float(self.dropped / self.n))
 
 
-def train_model(model: nn.Module, dataset: TokenDataset, eval_set: EvalSet, cfg: TrainConfig,
+def train_model(model: nn.Module, dataset: TrainStream, eval_set: EvalSet, cfg: TrainConfig,
                 device: torch.device, run: ModelRun, optimizer: torch.optim.Optimizer | None = None,
                 hooks: TrainHooks | None = None) -> ModelRun:
     """Train ``model`` from ``run.step`` to ``cfg.steps``; returns the updated run.

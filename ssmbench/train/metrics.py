@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import resource
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 
@@ -39,49 +38,57 @@ def bits_per_byte(nll_nats_sum: float, n_bytes: int) -> float:
     return nll_nats_sum / LN2 / n_bytes
 
 
-def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float | None:
-    """First step at which the curve reaches ``target`` (value <= target), linearly interpolated
-    between the two evaluations around the crossing; None when it never does. Non-finite values
-    (a diverged run) never count as reaching it."""
-    prev: tuple[float, float] | None = None
-    for s, v in zip(steps, values, strict=True):
-        if math.isfinite(v) and v <= target:
-            if prev is None or prev[1] == v:
-                return float(s)
-            s0, v0 = prev
-            return s0 + (v0 - target) / (v0 - v) * (s - s0)
-        prev = (float(s), float(v)) if math.isfinite(v) else None
-    return None
+SMOOTH_POINTS = 5
+SMOOTHING = (f"centred moving average over {SMOOTH_POINTS} evaluations ({SMOOTH_POINTS // 2} either side), "
+             "the window narrowing symmetrically near the ends of the curve, so the first and last "
+             "evaluations are kept as measured (an end is neither lagged nor extrapolated)")
+STEPS_RULE = ("the first step after which the smoothed curve stays at or below the target, interpolated "
+              "linearly at its last crossing; a curve that ends above it (or not finite) never reached it")
 
 
-@dataclass(frozen=True)
-class StepsToTarget:
-    """steps: when the model reached the target (None: never). pct: steps / reference steps * 100
-    (None: never reached, shown as ">100%"). speedup: reference steps / steps."""
-
-    steps: float | None
-    pct: float | None
-    speedup: float | None
-
-    @property
-    def pct_text(self) -> str:
-        return ">100%" if self.pct is None else f"{self.pct:.0f}%"
-
-
-def steps_to_target_table(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], reference: str,
-                          target: float) -> dict[str, StepsToTarget]:
-    """For each model's (steps, values) curve: steps to ``target``, share of the reference's
-    steps and speedup, as the MoE-Mamba tables report them."""
-    ref_steps = steps_to_target(*curves[reference], target) if reference in curves else None
-    out = {}
-    for name, (steps, values) in curves.items():
-        s = steps_to_target(steps, values, target)
-        if s is None or ref_steps is None:
-            out[name] = StepsToTarget(s, None, None)
-        else:
-            out[name] = StepsToTarget(s, 100.0 * s / ref_steps if ref_steps > 0 else None,
-                                      ref_steps / s if s > 0 else None)
+def smoothed(values: Sequence[float], points: int = SMOOTH_POINTS) -> list[float]:
+    """Centred moving average over ``points`` (odd) consecutive values; near the ends the window
+    narrows symmetrically (value i averages i - r..i + r, r = min(points // 2, i, n - 1 - i)), so
+    the first and last values are kept. A window holding a non-finite value gives NaN, so a
+    diverged stretch never looks smooth."""
+    if points < 1 or points % 2 == 0:
+        raise ValueError(f"smoothing window must be odd and positive, got {points}")
+    n, k = len(values), points // 2
+    out = []
+    for i in range(n):
+        r = min(k, i, n - 1 - i)
+        window = [float(v) for v in values[i - r : i + r + 1]]
+        out.append(math.fsum(window) / len(window) if all(math.isfinite(v) for v in window) else math.nan)
     return out
+
+
+def steps_to_target(steps: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The first step after which the curve stays at or below ``target``; None when it ends above
+    it (or not finite). Between the last evaluation above the target and the next one, the
+    crossing is interpolated linearly (the next step when the one above is not finite). A curve
+    that is at or below the target from its first value reaches it at its first step."""
+    if len(steps) != len(values):
+        raise ValueError("steps and values differ in length")
+    above = [i for i, v in enumerate(values) if not (math.isfinite(v) and v <= target)]
+    if not values or (above and above[-1] == len(values) - 1):
+        return None
+    if not above:
+        return float(steps[0])
+    i = above[-1]
+    (s0, v0), (s1, v1) = (steps[i], values[i]), (steps[i + 1], values[i + 1])
+    if not math.isfinite(v0):
+        return float(s1)
+    return float(s0) + (v0 - target) / (v0 - v1) * (float(s1) - float(s0))
+
+
+def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tuple[list[float], list[float]]:
+    """(steps, values): the mean of several (steps, values) curves at the steps all of them have."""
+    if not curves:
+        return [], []
+    common = set(curves[0][0]).intersection(*(set(s) for s, _ in curves[1:]))
+    steps = sorted(common)
+    by_step = [dict(zip(s, v, strict=True)) for s, v in curves]
+    return steps, [math.fsum(c[s] for c in by_step) / len(by_step) for s in steps]
 
 
 def reset_peak_memory(device: torch.device) -> None:

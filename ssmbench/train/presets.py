@@ -1,8 +1,11 @@
-"""Training presets: which model set, on what data, for how long; the papers' figures beside them.
+"""Training presets: which model set, on what data, for how long, how many seeds; the papers'
+figures beside them.
 
 Presets are data. ``smoke`` runs on a laptop CPU in minutes; ``small`` takes minutes per model
 on one H100; ``paper-*`` mirror the MoE-Mamba paper's two setups (arXiv 2401.04081) and carry its
-published numbers so that reports show them beside the measured ones.
+published numbers, shown beside the measured ones when a run's data and tokenizer are the paper's.
+The synthetic presets train on the unbounded generated stream and the paper presets on enough
+C4 for one pass, so no preset trains on a token twice.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ class PaperFigures:
 
     final_loss: model -> loss at the end of training (metric says which loss); steps_pct:
     model -> share of the reference's steps needed to reach the reference's final loss;
-    experts_ablation: n_experts -> (final loss, steps_pct or None) of moe-mamba.
+    experts_ablation: n_experts -> (final loss, steps_pct or None) of moe-mamba; data,
+    tokenizer: the paper's (the ``--data`` spec and the tokenizer a run must have used for its
+    numbers to stand beside these).
     """
 
     source: str
@@ -30,6 +35,16 @@ class PaperFigures:
     final_loss: dict[str, float]
     steps_pct: dict[str, float] = field(default_factory=dict)
     experts_ablation: dict[int, tuple[float, float | None]] = field(default_factory=dict)
+    data: str = "hf:c4"
+    tokenizer: str = "gpt2"
+
+    def setup_note(self, data: str, tokenizer_used: str) -> str | None:
+        """None when a run on ``data`` with the tokenizer ``tokenizer_used`` has the paper's setup;
+        otherwise one line saying how it differs."""
+        if data == self.data and tokenizer_used == self.tokenizer:
+            return None
+        return (f"this run used data {data!r} and tokenizer {tokenizer_used!r}; the paper's figures are "
+                f"for {self.data!r} with {self.tokenizer!r}, so they are left out of the comparison")
 
     def for_experts(self, n_experts: int | None) -> PaperFigures:
         """The figures for a run with ``n_experts`` experts: the ablation's moe-mamba numbers
@@ -59,9 +74,10 @@ class PaperFigures:
 class TrainPreset:
     """model_set: a name from ssmbench.models.registry; suite: "zoo" (five-way, steps-to-loss)
     or "bytes" (byte-level models, BPB and FLOPs per byte); bpe_vocab: size of the BPE trained
-    when the tokenizer asked for (gpt2) is not available here; cpu_threads: PyTorch threads on
-    CPU (None: PyTorch's default; the tiny smoke shapes run fastest on one thread, many times
-    faster than on two when the cores are shared)."""
+    for ``--tokenizer bpe`` (without :N); seeds: training runs per model (seed s sets the init
+    and the data order, the same s for every model); cpu_threads: PyTorch threads on CPU (None:
+    PyTorch's default; the tiny smoke shapes run fastest on one thread, many times faster than
+    on two when the cores are shared)."""
 
     name: str
     description: str
@@ -73,6 +89,7 @@ class TrainPreset:
     bpe_vocab: int = 4096
     reference: str = "mamba"
     paper: PaperFigures | None = None
+    seeds: int = 1
     cpu_threads: int | None = None
 
 
@@ -102,7 +119,6 @@ _V2_TRAIN = TrainConfig(
     steps=150_000, batch_size=64, seq_len=1024, lr=1e-3, weight_decay=0.1, warmup_frac=0.01,
     schedule="cosine", min_lr_frac=0.1, grad_clip=0.5, grad_accum=2, eval_interval=2500,
     eval_windows=256, log_interval=100, steps_metric="train_loss_ema", checkpoint_every=5000,
-    data_bytes=1_000_000_000,
 )
 
 TRAIN_PRESETS: dict[str, TrainPreset] = {
@@ -112,15 +128,15 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             "smoke", "five-way zoo, tiny models and steps: CPU in minutes", "smoke",
             TrainConfig(steps=40, batch_size=8, seq_len=64, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         grad_clip=0.5, amp="none", eval_interval=10, eval_windows=16, log_interval=1,
-                        ema_alpha=0.05, data_bytes=400_000),
+                        ema_alpha=0.05),
             tokenizer="bpe:512", bpe_vocab=512, cpu_threads=1,
         ),
         TrainPreset(
             "small", "five-way zoo, small models: minutes per model on one H100", "small",
             TrainConfig(steps=2000, batch_size=32, seq_len=256, lr=2e-3, weight_decay=0.1,
                         warmup_frac=0.02, schedule="cosine", eval_interval=100, eval_windows=64,
-                        log_interval=10, ema_alpha=0.01, checkpoint_every=500, data_bytes=16_000_000),
-            tokenizer="bpe:2048", bpe_vocab=2048,
+                        log_interval=10, ema_alpha=0.01, checkpoint_every=500),
+            tokenizer="bpe:2048", bpe_vocab=2048, seeds=3,
         ),
         TrainPreset(
             "paper-v1", "MoE-Mamba v1: d 512, C4, GPT-2 tokens, context 256, batch 256, 100k steps",
@@ -128,20 +144,19 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             # v1 lists warm-up and clipping but no decay: constant after warm-up
             TrainConfig(steps=100_000, batch_size=256, seq_len=256, lr=1e-3, warmup_frac=0.01,
                         schedule="constant", grad_clip=0.5, grad_accum=4, eval_interval=2500,
-                        eval_windows=256, log_interval=100, checkpoint_every=5000,
-                        data_bytes=1_000_000_000),
-            data="hf:c4", tokenizer="gpt2", paper=PAPER_V1,
+                        eval_windows=256, log_interval=100, checkpoint_every=5000),
+            data="hf:c4", tokenizer="gpt2", paper=PAPER_V1, seeds=3,
         ),
         TrainPreset("paper-v2-25m", "MoE-Mamba v2, ~25M active: context 1024, batch 64, 150k steps, cosine",
-                    "paper-v2-25m", _V2_TRAIN, data="hf:c4", tokenizer="gpt2", paper=PAPER_V2_25M),
+                    "paper-v2-25m", _V2_TRAIN, data="hf:c4", tokenizer="gpt2", paper=PAPER_V2_25M, seeds=3),
         TrainPreset("paper-v2-100m", "MoE-Mamba v2, ~100M active (d 768): as v2-25m", "paper-v2-100m",
-                    _V2_TRAIN, data="hf:c4", tokenizer="gpt2", paper=PAPER_V2_100M),
+                    _V2_TRAIN, data="hf:c4", tokenizer="gpt2", paper=PAPER_V2_100M, seeds=3),
         TrainPreset(
             "bytes-smoke", "byte-level suite (MambaByte, MegaByte, byte Transformer), tiny: CPU in minutes",
             "bytes-smoke",
             TrainConfig(steps=40, batch_size=8, seq_len=128, lr=3e-3, warmup_frac=0.05, schedule="cosine",
                         amp="none", eval_interval=10, eval_windows=8, log_interval=1, ema_alpha=0.05,
-                        steps_metric="eval_bpb", data_bytes=400_000),
+                        steps_metric="eval_bpb"),
             suite="bytes", reference="mambabyte", cpu_threads=1,
         ),
         TrainPreset(
@@ -149,9 +164,8 @@ TRAIN_PRESETS: dict[str, TrainPreset] = {
             "bytes-small",
             TrainConfig(steps=2000, batch_size=32, seq_len=1024, lr=2e-3, weight_decay=0.1,
                         warmup_frac=0.02, schedule="cosine", eval_interval=100, eval_windows=32,
-                        log_interval=10, ema_alpha=0.01, steps_metric="eval_bpb", checkpoint_every=500,
-                        data_bytes=32_000_000),
-            suite="bytes", reference="mambabyte",
+                        log_interval=10, ema_alpha=0.01, steps_metric="eval_bpb", checkpoint_every=500),
+            suite="bytes", reference="mambabyte", seeds=3,
         ),
     )
 }

@@ -1,4 +1,4 @@
-"""Tokenizers: exact roundtrips, BPE training, GPT-2 vocabulary files, the gpt2 fallback."""
+"""Tokenizers: exact roundtrips, BPE training, GPT-2 vocabulary files, gpt2 without tiktoken."""
 
 from __future__ import annotations
 
@@ -87,13 +87,14 @@ def test_resolve_names(text: bytes, monkeypatch) -> None:
             resolve_tokenizer(bad, text)
 
 
-def test_gpt2_falls_back_to_trained_bpe_and_says_why(text: bytes, monkeypatch) -> None:
+def test_gpt2_without_tiktoken_is_bad_input_not_a_trained_bpe(text: bytes, monkeypatch) -> None:
     from ssmbench.data import tokenizers
 
     monkeypatch.setattr(tokenizers, "_tiktoken_gpt2", lambda: (None, "tiktoken is not installed"))
-    tok, info = resolve_tokenizer("gpt2", text, fallback_vocab=300)
-    assert info.requested == "gpt2" and info.used.startswith("bpe")
-    assert "tiktoken is not installed" in info.reason and tok.vocab_size == 300
+    expected = "tiktoken is not installed.*pip install tiktoken.*gpt2:DIR.*bpe:N"
+    with pytest.raises(BadInput, match=expected) as e:
+        resolve_tokenizer("gpt2", text, fallback_vocab=300)
+    assert "\n" not in str(e.value)
 
 
 def test_gpt2_splitter_without_regex(monkeypatch) -> None:

@@ -1,9 +1,11 @@
-"""The comparison task with stand-in training: OOM recorded, target and summary arithmetic."""
+"""The comparison task with stand-in training: seeds (order, data, init), OOM recorded, what is
+written and when, the summary's arithmetic end to end."""
 
 from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -18,21 +20,27 @@ CURVES = {"transformer": [5.0, 4.0, 3.0], "mamba": [5.0, 4.5, 3.5], "moe": [5.0,
 
 
 @pytest.fixture
-def fake_training(monkeypatch):
-    """Each model 'trains' by writing a hand-made eval curve; moe-mamba runs out of memory."""
+def calls(monkeypatch) -> list[dict]:
+    """Each model 'trains' by writing a hand-made eval curve (seed s adds 0.1 s); moe-mamba runs out
+    of memory. Every call is recorded: model, seed of its data, its first batch, its first weight."""
+    seen: list[dict] = []
 
     def fake(model, dataset, ev, cfg, dev, run: ModelRun, opt, hooks):
+        seen.append({"name": run.name, "seed": dataset.seed, "batch": dataset.train_batch(0, cfg.batch_size),
+                     "weight": next(model.parameters()).detach().clone()})
         if run.name == "moe-mamba":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         for step, loss in zip((0, 2, 4), CURVES[run.name], strict=True):
             run.step = step
-            run.add("eval_loss", loss)
+            run.add("eval_loss", loss + 0.1 * dataset.seed)
             run.add("eval_bpb", loss / 2)
             run.add("tokens_per_s", 1000.0 + step)
+        run.tokens = cfg.steps * cfg.batch_size * cfg.seq_len
         run.status = "done"
         return run
 
     monkeypatch.setattr(compare, "train_model", fake)
+    return seen
 
 
 def _run(tmp_path, progress=None, results_changed=None, **kw):
@@ -41,7 +49,7 @@ def _run(tmp_path, progress=None, results_changed=None, **kw):
                        results_changed=results_changed)
 
 
-def test_oom_is_recorded_and_the_others_go_on(tmp_path, fake_training) -> None:
+def test_oom_is_recorded_and_the_others_go_on(tmp_path, calls) -> None:
     def render_summary(folder):
         # what the CLI does after every write: summary.md from the folder's files
         render_summary_md(load_run(folder), folder)
@@ -50,39 +58,70 @@ def test_oom_is_recorded_and_the_others_go_on(tmp_path, fake_training) -> None:
     result = _run(tmp_path, results_changed=render_summary, models=models)
     by = {s["name"]: s for s in result.summary}
     assert by["moe-mamba"]["status"] == "oom" and "out of memory" in by["moe-mamba"]["error"]
-    assert by["moe-mamba"]["steps_to_target_text"] == ">100%"
+    assert by["moe-mamba"]["seeds"] == 0 and by["moe-mamba"]["steps_to_target_eval_mean"] is None
     assert [by[n]["status"] for n in ("transformer", "mamba", "moe")] == ["done"] * 3
-    # target: mamba's final eval loss 3.5; transformer crosses it between steps 2 (4.0) and 4 (3.0)
-    assert by["mamba"]["target_value"] == 3.5
-    assert by["transformer"]["steps_to_target"] == pytest.approx(3.0)
-    assert by["transformer"]["steps_to_target_pct"] == pytest.approx(75.0)
-    assert by["transformer"]["speedup"] == pytest.approx(4 / 3)
-    # moe crosses 3.5 between step 0 (5.0) and step 2 (3.0): 0 + 1.5 / 2.0 * 2
-    assert by["moe"]["steps_to_target"] == pytest.approx(1.5)
-    assert by["moe"]["speedup"] == pytest.approx(4 / 1.5)
+    # three evaluations, smoothed to (first, mean of the three, last). mamba (5, 4.5, 3.5): the target
+    # is its last value 3.5, reached at its last step (100%)
+    assert by["mamba"]["target_eval"]["value"] == pytest.approx(3.5)
+    assert by["mamba"]["steps_to_target_eval_mean"] == pytest.approx(4.0)
+    assert by["mamba"]["steps_to_target_eval_pct"] == pytest.approx(100.0)
+    # transformer (5, 4, 3) crosses 3.5 halfway between steps 2 and 4
+    assert by["transformer"]["steps_to_target_eval_mean"] == pytest.approx(3.0)
+    assert by["transformer"]["steps_to_target_eval_pct"] == pytest.approx(75.0)
+    # moe (5, 3, 2) smoothed to (5, 3.333, 2): 3.5 at 1.5 / 1.667 * 2 = 1.8
+    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(1.8)
+    assert by["moe"]["speedup_eval"] == pytest.approx(4 / 1.8)
     assert json.loads((result.path / "summary.json").read_text()) == result.summary
     assert "oom" in (result.path / "summary.md").read_text()
 
 
-def test_explicit_target_and_reference(tmp_path, fake_training) -> None:
-    result = _run(tmp_path, models=("transformer", "mamba"), reference="transformer", target_loss=4.5)
+def test_explicit_target_and_reference(tmp_path, calls) -> None:
+    result = _run(tmp_path, models=("transformer", "moe"), reference="transformer", target_loss=4.5)
     by = {s["name"]: s for s in result.summary}
-    assert by["transformer"]["target_value"] == 4.5 and by["transformer"]["reference"] == "transformer"
-    assert by["transformer"]["steps_to_target"] == pytest.approx(1.0)
-    assert by["mamba"]["steps_to_target"] == pytest.approx(2.0)
-    assert by["mamba"]["steps_to_target_pct"] == pytest.approx(200.0) and by["mamba"]["speedup"] == 0.5
-    assert by["mamba"]["tokens_per_s"] == 1003.0  # median after the first interval
+    t = by["transformer"]["target_eval"]
+    assert t["value"] == 4.5 and by["transformer"]["reference"] == "transformer"
+    # transformer (5, 4, 3) reaches 4.5 at 1; moe, smoothed to (5, 3.333, 2), at 0.5 / 1.667 * 2 = 0.6
+    assert by["transformer"]["steps_to_target_eval_mean"] == pytest.approx(1.0)
+    assert by["moe"]["steps_to_target_eval_mean"] == pytest.approx(0.6)
+    assert by["moe"]["steps_to_target_eval_pct"] == pytest.approx(60.0)
+    assert by["transformer"]["tokens_per_s"] == 1003.0  # median after the first interval
 
 
-def test_progress_bar_per_model_with_its_final_status(tmp_path, fake_training) -> None:
+def test_seeds_change_init_and_data_the_same_way_for_every_model(tmp_path, calls) -> None:
+    result = _run(tmp_path, models=("transformer", "mamba"), seeds=2, seed=5)
+    # seed by seed: every model of seed 5, then every model of seed 6
+    assert [(c["name"], c["seed"]) for c in calls] == [("transformer", 5), ("mamba", 5), ("transformer", 6),
+                                                      ("mamba", 6)]
+    first = {(c["name"], c["seed"]): c for c in calls}
+    assert torch.equal(first[("transformer", 5)]["batch"], first[("mamba", 5)]["batch"])
+    assert not torch.equal(first[("transformer", 5)]["batch"], first[("transformer", 6)]["batch"])
+    assert not torch.equal(first[("mamba", 5)]["weight"], first[("mamba", 6)]["weight"])
+    by = {s["name"]: s for s in result.summary}
+    assert by["mamba"]["seed_list"] == [5, 6] and by["mamba"]["seeds"] == 2
+    assert by["mamba"]["final_eval_loss_per_seed"] == pytest.approx([3.5 + 0.5, 3.5 + 0.6])
+    low, high = by["mamba"]["final_eval_loss_ci95"]
+    assert by["mamba"]["final_eval_loss_mean"] == pytest.approx(4.05) and low < 4.05 < high
+    assert by["mamba"]["data_passes"] == 1.0  # the synthetic stream never repeats
+    metrics = pd.read_csv(result.path / "metrics.csv")
+    assert sorted(metrics.seed.unique().tolist()) == [5, 6]
+    evals = metrics[(metrics.model == "mamba") & (metrics.metric == "eval_loss")]
+    assert evals.groupby("seed").value.last().tolist() == pytest.approx([4.0, 4.1])
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["config"]["seeds"] == [5, 6] and manifest["seed"] == 5
+
+
+def test_progress_bar_per_run_with_its_final_status(tmp_path, calls) -> None:
     log = ProgressLog()
     _run(tmp_path, progress=log, models=("transformer", "moe-mamba"), reference="transformer")
     assert log.entered == 1
     assert log.of("start") == [("start", "transformer", 4, 0), ("start", "moe-mamba", 4, 0)]
     assert log.of("finish") == [("finish", "transformer", "done"), ("finish", "moe-mamba", "oom")]
+    log = ProgressLog()
+    _run(tmp_path, progress=log, models=("transformer",), seeds=2)
+    assert [c[1] for c in log.of("finish")] == ["transformer seed 0", "transformer seed 1"]
 
 
-def test_the_task_writes_results_and_leaves_rendering_to_its_caller(tmp_path, fake_training) -> None:
+def test_the_task_writes_results_and_leaves_rendering_to_its_caller(tmp_path, calls) -> None:
     seen = []
 
     def changed(folder):
@@ -102,4 +141,4 @@ def test_cpu_allocator_failure_is_an_oom_row(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(compare, "train_model", no_memory)
     result = _run(tmp_path, models=("transformer",))
-    assert [(s["status"], s["error"]) for s in result.summary] == [("oom", "MemoryError")]
+    assert [(s["status"], s["error"]) for s in result.summary] == [("oom", "seed 0: MemoryError")]

@@ -9,9 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssmbench.data.dataset import TokenDataset
-from ssmbench.data.sources import synthetic_source
-from ssmbench.data.tokenizers import ByteTokenizer
+from ssmbench.data import DataRequest, EvalSet, TrainStream, open_training_data
 from ssmbench.models.config import LMConfig
 from ssmbench.models.registry import build_model
 from ssmbench.train import loop
@@ -36,11 +34,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data() -> tuple[TokenDataset, object]:
-    src = synthetic_source(60_000, seed=0)
-    tok = ByteTokenizer()
-    ds = TokenDataset(tok.encode(src.train), tok.encode(src.val), 24, tok.token_byte_lengths(), seed=0)
-    return ds, ds.eval_set(6)
+def data() -> tuple[TrainStream, EvalSet]:
+    data = open_training_data(DataRequest(tokenizer="bytes", seq_len=24, data_bytes=60_000))
+    return data.train, data.eval_set(6)
 
 
 def _cfg(**kw) -> TrainConfig:

@@ -32,6 +32,29 @@ def test_paper_v1_mirrors_the_paper() -> None:
     assert v2.steps_metric == "train_loss_ema" and v2.ema_alpha == 0.001
 
 
+def test_no_preset_repeats_data_and_gpu_presets_run_three_seeds() -> None:
+    for name, p in TRAIN_PRESETS.items():
+        # synthetic: the unbounded stream; paper presets: C4 sized for one pass of the planned tokens
+        assert p.train.data_bytes is None, name
+        assert p.seeds == (1 if name.endswith("smoke") else 3), name
+    plan = plan_compare(CompareRequest(preset="small"))
+    assert plan.seeds == (0, 1, 2)
+    plan = plan_compare(CompareRequest(preset="small", seed=7, seeds=2, data_bytes=5_000_000))
+    assert plan.seeds == (7, 8) and plan.train.data_bytes == 5_000_000
+    assert plan_compare(CompareRequest()).seeds == (0,)
+    for bad, message in ((dict(seeds=0), "--seeds must be at least 1"), (dict(data_bytes=0), "data-bytes")):
+        with pytest.raises(BadInput, match=message):
+            plan_compare(CompareRequest(**bad))
+
+
+def test_paper_figures_only_for_the_papers_data_and_tokenizer() -> None:
+    paper = TRAIN_PRESETS["paper-v1"].paper
+    assert paper.setup_note("hf:c4", "gpt2") is None
+    for data, tok in (("synthetic", "gpt2"), ("hf:c4", "bpe-4096"), ("pystdlib", "bytes")):
+        note = paper.setup_note(data, tok)
+        assert data in note and tok in note and "left out" in note
+
+
 def test_experts_ablation_figures() -> None:
     plan = plan_compare(CompareRequest(preset="paper-v1", experts=8))
     assert plan.paper.final_loss["moe-mamba"] == 3.51 and plan.paper.steps_pct["moe-mamba"] == 91.0

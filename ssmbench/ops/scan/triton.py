@@ -12,23 +12,32 @@ the state at the start of every backward block (fp32, L / bwd.block_l of them); 
 backward walks its blocks in reverse, recomputes the states inside a block from the saved
 one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the block's end
 (a forward scan between flips of L, over the block's own decays).
-dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics;
-dA, dD and d(delta_bias) are written per batch row and summed after. Design notes and
-H100 measurements: docs/design/kernels.md.
+dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics, into
+one of several copies of the buffer at short L (TritonScanConfig.dbc_copies); dA, dD and
+d(delta_bias) are added over batch rows with atomics too, all into one zero-filled buffer.
+At N >= 64 the backward splits the states over programs (LaunchShape.block_n), which add
+their shares of du and ddelta with atomics. Launch shapes by N: SHAPES, default_config.
+The host side is kept short (it exceeds the kernels' time at short L): per-size launch plans
+are cached, kernels are launched through their compiled launcher (_Launcher), and a call that
+needs no gradient builds no autograd node. Design notes and measurements: docs/design/kernels.md.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton import knobs
+from triton.runtime import driver
 
 from ssmbench.device import triton_interpreting
 from ssmbench.errors import BackendUnavailable, BadInput
+from ssmbench.ops.buffers import new_output, poisoning
 from ssmbench.ops.checks import compute_dtype, scan_shapes
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -89,7 +98,7 @@ def _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_l, L, HAS_Z: tl.co
 def selective_scan_fwd_kernel(
     u, delta, A, B, C, D, z, delta_bias,
     out, last_state, states, ygate,
-    L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS, N_STATES,
+    L, DIM, N, N_GROUPS, N_BLOCKS, N_STATES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_STATES: tl.constexpr, STATE_EVERY: tl.constexpr, STORE_LAST: tl.constexpr, SAVE_Y: tl.constexpr,
     ACC: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
@@ -99,7 +108,7 @@ def selective_scan_fwd_kernel(
     # each thread owns whole (L, N) slices of its channels: the scan along L and the sum
     # over N stay inside the thread, with no shuffles.
     i_d, i_b = tl.program_id(0), tl.program_id(1)
-    i_g = (i_d * BLOCK_D) // DIM_PER_GROUP
+    i_g = (i_d * BLOCK_D) // (DIM // N_GROUPS)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
     o_n = tl.arange(0, BLOCK_N)
     o_t = tl.arange(0, BLOCK_L)
@@ -120,6 +129,8 @@ def selective_scan_fwd_kernel(
     b_h = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
     # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
     q_u, q_dt, q_z, q_B, q_C = _load_fwd_block(u, delta, z, B, C, r_x, r_bc, m_d, m_n, o_t, L, HAS_Z)
+    # (N_BLOCKS passed rather than cdiv(L, BLOCK_L) here: that costs 18 more instructions per
+    # block of the loop, 2.4%, and 16 registers; benchmarks/sass_count.py)
     for i_l in tl.range(0, N_BLOCKS, num_stages=STAGES):
         o_l = i_l * BLOCK_L + o_t
         m_ld = (o_l < L)[:, None] & m_d[None, :]
@@ -191,40 +202,52 @@ def _load_bwd_block(
 @triton.jit
 def selective_scan_bwd_kernel(
     u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dlast,
-    du, ddelta, dz, dA_part, dB, dC, dD_part, dbias_part,
-    L, DIM, N, DIM_PER_GROUP, N_GROUPS, N_BLOCKS,
+    du, ddelta, dz, dA, dB, dC, dD, dbias,
+    L, DIM, N, N_GROUPS, DBC_COPIES,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DLAST: tl.constexpr, ACC: tl.constexpr, FAST_EXP: tl.constexpr,
-    PREFETCH: tl.constexpr, STAGES: tl.constexpr,
+    HAS_DLAST: tl.constexpr, DBC_STORE: tl.constexpr, SPLIT_N: tl.constexpr, ACC: tl.constexpr,
+    FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr,
 ):
-    # same (L, N, D) tiles as the forward
-    i_d, i_b = tl.program_id(0), tl.program_id(1)
-    i_g = (i_d * BLOCK_D) // DIM_PER_GROUP
+    # same (L, N, D) tiles as the forward; program (i_d, i_b, i_c) owns states
+    # i_c * BLOCK_N ... + BLOCK_N. With SPLIT_N (several such chunks) du and ddelta, sums over
+    # the states, are added into fp32 buffers, and the terms without a state (D, z) are chunk 0's.
+    i_d, i_b, i_c = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_blocks = tl.cdiv(L, BLOCK_L)
+    i_g = (i_d * BLOCK_D) // (DIM // N_GROUPS)
     o_d = i_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    o_n = tl.arange(0, BLOCK_N)
+    o_n = i_c * BLOCK_N + tl.arange(0, BLOCK_N)
     o_t = tl.arange(0, BLOCK_L)
     m_d = o_d < DIM
+    if SPLIT_N:
+        # (a tensor comparison: a scalar one does not combine with a mask in the interpreter)
+        m_d0 = m_d & (o_d * 0 + i_c == 0)
+    else:
+        m_d0 = m_d
     m_n = o_n < N
     m_nd = m_n[:, None] & m_d[None, :]
     r_x = (i_b * DIM + o_d).to(tl.int64) * L
     r_bc = ((i_b * N_GROUPS + i_g) * N + o_n).to(tl.int64) * L
-    r_s = (i_b * DIM + o_d).to(tl.int64) * N_BLOCKS * N
-    p_nd = (i_b * DIM + o_d)[None, :] * N + o_n[:, None]
-    # dB, dC accumulate as (batch, G, L, N): the lanes of one atomic instruction, which run
-    # over N, then hit neighbouring addresses instead of rows L apart
-    r_dbc = (i_b * N_GROUPS + i_g).to(tl.int64) * L * N + o_n
+    r_s = (i_b * DIM + o_d).to(tl.int64) * n_blocks * N
+    p_nd = o_d[None, :] * N + o_n[:, None]
+    # dB, dC accumulate as (copies, batch, G, L, N): the lanes of one atomic instruction, which
+    # run over N, then hit neighbouring addresses instead of rows L apart. Program i_d adds into
+    # copy i_d % DBC_COPIES, so that only 1 / DBC_COPIES of a row's programs contend for an
+    # address; with DBC_STORE every program owns its copy and stores instead.
+    r_dbc = ((i_d % DBC_COPIES) * tl.num_programs(1) + i_b) * N_GROUPS + i_g
+    r_dbc = r_dbc.to(tl.int64) * L * N + o_n
 
     b_A = tl.load(A + o_d[None, :] * N + o_n[:, None], mask=m_nd, other=0).to(ACC)  # (BN, BD)
     b_A2 = b_A * LOG2E
     if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0).to(ACC)
+        # zero past chunk 0: D's term of du enters once
+        b_D = tl.load(D + o_d, mask=m_d0, other=0).to(ACC)
     if HAS_BIAS:
         b_bias = tl.load(delta_bias + o_d, mask=m_d, other=0).to(ACC)
     # q: what the block after this one sends back to h at this block's last step,
     # exp(delta_{t+1} A) g_{t+1} at its first step t + 1 (dlast, undecayed, after the end)
     if HAS_DLAST:
-        b_q = tl.load(dlast + p_nd, mask=m_nd, other=0).to(ACC)
+        b_q = tl.load(dlast + i_b * DIM * N + p_nd, mask=m_nd, other=0).to(ACC)
     else:
         b_q = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
     # dD, d(delta_bias) partial sums keep their block shape and are summed over L once, after
@@ -233,13 +256,13 @@ def selective_scan_bwd_kernel(
     b_dA_acc = tl.sum(tl.zeros([BLOCK_L, BLOCK_N, BLOCK_D], dtype=ACC), axis=0)
     b_dD_acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=ACC)
     b_dbias_acc = tl.zeros([BLOCK_L, BLOCK_D], dtype=ACC)
-    i_l = N_BLOCKS - 1
+    i_l = n_blocks - 1
     # q_: raw tiles of the block to compute next (loaded one block ahead when PREFETCH)
     q_u, q_dt, q_z, q_do, q_B, q_C, q_h0 = _load_bwd_block(
         u, delta, z, dout, B, C, states, r_x, r_bc, r_s, m_d, o_n, i_l * BLOCK_L + o_t, i_l, L, N, HAS_Z
     )
-    for i_r in tl.range(0, N_BLOCKS, num_stages=STAGES):
-        i_l = N_BLOCKS - 1 - i_r
+    for i_r in tl.range(0, n_blocks, num_stages=STAGES):
+        i_l = n_blocks - 1 - i_r
         o_l = i_l * BLOCK_L + o_t
         m_l = o_l < L
         m_ld = m_l[:, None] & m_d[None, :]
@@ -278,11 +301,16 @@ def selective_scan_bwd_kernel(
         # every use of h_t now, so that only exp(delta_t A) h_{t-1} = h_t - delta_t B_t u_t stays live
         p_dbc = o_l[:, None] * N + r_dbc[None, :]
         m_ln = m_l[:, None] & m_n[None, :]
-        tl.atomic_add(dC + p_dbc, tl.sum(b_hs * b_dy[:, None, :], axis=2), mask=m_ln, sem="relaxed")
+        b_dC = tl.sum(b_hs * b_dy[:, None, :], axis=2)
+        if DBC_STORE:
+            tl.store(dC + p_dbc, b_dC, mask=m_ln)
+        else:
+            tl.atomic_add(dC + p_dbc, b_dC, mask=m_ln, sem="relaxed")
         if HAS_Z:
-            b_y = tl.load(ygate + p_x, mask=m_ld, other=0).to(ACC)  # y before the gate, from the forward
+            m_ld0 = m_l[:, None] & m_d0[None, :]
+            b_y = tl.load(ygate + p_x, mask=m_ld0, other=0).to(ACC)  # y before the gate, from the forward
             tl.store(dz + p_x, (b_do * b_y * b_sig * (1 + b_z * (1 - b_sig))).to(dz.dtype.element_ty),
-                     mask=m_ld)
+                     mask=m_ld0)
         b_hp = b_hs - b_dBu
 
         # adjoint: g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1}, a scan from the end over this
@@ -295,7 +323,11 @@ def selective_scan_bwd_kernel(
                                         axis=0, combine_fn=_adjoint_combine)
         b_g = tl.flip(b_g, 0)
         b_q = tl.sum(tl.where((o_t == 0)[:, None, None], b_dA * b_g, 0.0), axis=0)
-        tl.atomic_add(dB + p_dbc, tl.sum(b_g * b_dtu[:, None, :], axis=2), mask=m_ln, sem="relaxed")
+        b_dB = tl.sum(b_g * b_dtu[:, None, :], axis=2)
+        if DBC_STORE:
+            tl.store(dB + p_dbc, b_dB, mask=m_ln)
+        else:
+            tl.atomic_add(dB + p_dbc, b_dB, mask=m_ln, sem="relaxed")
 
         b_gh = b_g * b_hp
         b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)  # (BL, BD)
@@ -309,25 +341,34 @@ def selective_scan_bwd_kernel(
             b_ddt *= tl.sigmoid(b_dt_raw)
         b_ddt = tl.where(m_ld, b_ddt, 0.0)
         b_dbias_acc += b_ddt
-        tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
-        tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
+        if SPLIT_N:
+            tl.atomic_add(du + p_x, b_du, mask=m_ld, sem="relaxed")
+            tl.atomic_add(ddelta + p_x, b_ddt, mask=m_ld, sem="relaxed")
+        else:
+            tl.store(du + p_x, b_du.to(du.dtype.element_ty), mask=m_ld)
+            tl.store(ddelta + p_x, b_ddt.to(ddelta.dtype.element_ty), mask=m_ld)
 
-    tl.store(dA_part + p_nd, b_dA_acc, mask=m_nd)
+    # the sums over batch rows: batch-way contention only, once per program
+    tl.atomic_add(dA + p_nd, b_dA_acc, mask=m_nd, sem="relaxed")
     if HAS_D:
-        tl.store(dD_part + i_b * DIM + o_d, tl.sum(b_dD_acc, axis=0), mask=m_d)
+        tl.atomic_add(dD + o_d, tl.sum(b_dD_acc, axis=0), mask=m_d0, sem="relaxed")
     if HAS_BIAS:
-        tl.store(dbias_part + i_b * DIM + o_d, tl.sum(b_dbias_acc, axis=0), mask=m_d)
+        tl.atomic_add(dbias + o_d, tl.sum(b_dbias_acc, axis=0), mask=m_d, sem="relaxed")
 
 
 @dataclass(frozen=True)
 class LaunchShape:
     """How one kernel runs: block sizes, warps, and how loads overlap compute.
 
-    Threads go over D first, then N: with block_d = 8 and one warp, a program is 8 channels
-    x 4 groups of N/4 states, each thread walking block_l steps of its (N/4, 1) slice.
+    Threads go over D first, then N, then L; warps likewise. With block_d = 8 and one warp, a
+    program is 8 channels x 4 groups of N/4 states, each thread walking block_l steps of its
+    (N/4, 1) slice. Registers grow with the elements per thread of one (block_l, N, block_d)
+    tile, block_l * N * block_d / (32 * num_warps).
     prefetch: load block i + 1 while block i computes (registers); stages > 1: let Triton
     pipeline the loads through shared memory instead. maxnreg caps registers per thread
-    (more warps resident, possibly spills).
+    (more warps resident, possibly spills). block_n (backward only): states per program, the
+    others in more programs (grid axis 2), whose du and ddelta go through fp32 atomics;
+    None: all of N in one program.
     """
 
     block_d: int = 8
@@ -336,45 +377,103 @@ class LaunchShape:
     prefetch: bool = True
     stages: int = 1
     maxnreg: int | None = None
+    block_n: int | None = None
 
     def __post_init__(self) -> None:
-        if any(v < 1 or v & (v - 1) for v in (self.block_d, self.block_l, self.num_warps)):
+        sizes = (self.block_d, self.block_l, self.num_warps, self.block_n or 1)
+        if any(v < 1 or v & (v - 1) for v in sizes):
             raise BadInput(f"triton block sizes and warps must be powers of two, got {self}")
 
-    def launch_options(self) -> dict[str, int]:
-        opts = {"num_warps": self.num_warps}
+    def launch_options(self) -> tuple[tuple[str, int], ...]:
+        opts = (("num_warps", self.num_warps),)
         if self.maxnreg is not None:
-            opts["maxnreg"] = self.maxnreg
+            opts += (("maxnreg", self.maxnreg),)
         return opts
 
 
 @dataclass(frozen=True)
 class TritonScanConfig:
-    """Launch shapes of the forward and the backward kernel. Under autograd the forward
-    saves the state every bwd.block_l steps, so fwd.block_l must divide bwd.block_l.
-    When B/C are grouped, block_d is cut to divide dim / groups."""
+    """Launch shapes of the forward and the backward kernel, and how the backward sums dB, dC
+    over channels. Under autograd the forward saves the state every bwd.block_l steps, so
+    fwd.block_l must divide bwd.block_l. When B/C are grouped, block_d is cut to divide
+    dim / groups.
+
+    dbc_copies: the backward's programs add their dB/dC shares into this many copies of the
+    (batch, G, L, N) fp32 buffer (program i into copy i % copies, summed after the kernel), so
+    fewer programs contend for one address, at copies x the buffer's memory; capped at the
+    programs per group. 0: one copy per program, written with plain stores (no atomics and no
+    zero fill; memory batch * G * L * N * 8 bytes per program of a group).
+    """
 
     fwd: LaunchShape = LaunchShape()
     bwd: LaunchShape = LaunchShape()
+    dbc_copies: int = 1
 
     def __post_init__(self) -> None:
         if self.bwd.block_l % self.fwd.block_l:
             raise BadInput(f"fwd block_l {self.fwd.block_l} must divide bwd block_l {self.bwd.block_l}")
+        if self.dbc_copies < 0:
+            raise BadInput(f"dbc_copies must be >= 0, got {self.dbc_copies}")
+        if self.fwd.block_n is not None:
+            raise BadInput("block_n splits the states of the backward only; the forward holds all of N")
 
 
-def default_config() -> TritonScanConfig:
-    """Launch shapes chosen on an H100 (sweeps in docs/design/kernels.md): forward 16 channels x 8
-    steps, backward 4 channels x 16 steps, one warp each. Under the interpreter: small blocks,
-    and a backward block of two forward blocks, so tests cover saving every other state."""
-    if triton_interpreting():
+def _next_pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# Launch shapes by N rounded up to a power of two: (forward, backward). N = 16 was swept on an
+# H100 (docs/design/kernels.md). Registers grow with the elements per thread of a (block_l, N, block_d)
+# tile, block_l * N * block_d / (32 * num_warps), and with block_l (the (block_l, block_d) tiles
+# are held whole by every thread of a channel). Under ptxas for sm_90 (benchmarks/sass_count.py
+# --resources, triton 3.9) the forward fits 64 elements per thread and the backward 32 at N <= 32
+# without spills; at N = 64 and 128 every backward shape of 32 elements per thread spills
+# (96 to 320 bytes), and the N = 16 shapes at N = 64 spill 3.3 KB. So the backward splits the
+# states over programs there (block_n): chunks of 16 states run N = 16's backward (249 registers,
+# no spill), and save the state every 16 steps (half the memory of chunks of 32 at block_l 8).
+SHAPES: dict[int, tuple[LaunchShape, LaunchShape]] = {
+    16: (LaunchShape(16, 8), LaunchShape(4, 16)),
+    32: (LaunchShape(8, 8), LaunchShape(4, 8)),
+    64: (LaunchShape(4, 8), LaunchShape(4, 16, block_n=16)),
+    128: (LaunchShape(4, 8, num_warps=2), LaunchShape(4, 16, block_n=16)),
+}
+# dB/dC copies in the backward: as many as fit in this many bytes, up to MAX_DBC_COPIES, below
+# SHORT_L steps. At short L every program of a batch row starts at the same block, so they all
+# add into the same block_l x N addresses at once.
+SHORT_L = 1024
+DBC_BYTES = 16 * 2**20
+MAX_DBC_COPIES = 32
+
+
+def default_config(
+    batch: int = 8, dim: int = 1536, L: int = 2048, N: int = 16, groups: int = 1
+) -> TritonScanConfig:
+    """Launch shapes for one problem size: SHAPES by N (N above 128 as 128), dB/dC copies by the
+    SHORT_L / DBC_BYTES rule. Under the interpreter: small blocks, and a backward block of two
+    forward blocks, so tests cover saving every other state."""
+    return _default_config(batch, dim, L, N, groups, triton_interpreting())
+
+
+@functools.lru_cache(maxsize=256)
+def _default_config(batch: int, dim: int, L: int, N: int, groups: int, interp: bool) -> TritonScanConfig:
+    if interp:
         return TritonScanConfig(LaunchShape(block_d=4, block_l=8), LaunchShape(block_d=4, block_l=16))
-    return TritonScanConfig(LaunchShape(block_d=16, block_l=8), LaunchShape(block_d=4, block_l=16))
+    fwd, bwd = SHAPES[min(max(_next_pow2(N), 16), 128)]
+    copies = 1
+    if L < SHORT_L:
+        per_copy = 2 * batch * groups * L * N * 4
+        copies = max(1, min(MAX_DBC_COPIES, DBC_BYTES // per_copy))
+    return TritonScanConfig(fwd, bwd, dbc_copies=copies)
 
 
 def _fit_block_d(block_d: int, dim: int, groups: int) -> int:
     """Largest power of two <= block_d that divides dim / groups (any when ungrouped)."""
     if groups == 1:
-        return min(block_d, triton.next_power_of_2(dim))
+        return min(block_d, _next_pow2(dim))
     per_group = dim // groups
     b = 1
     while b * 2 <= block_d and per_group % (b * 2) == 0:
@@ -382,121 +481,256 @@ def _fit_block_d(block_d: int, dim: int, groups: int) -> int:
     return b
 
 
-def _flags(ct: torch.dtype) -> dict[str, object]:
-    fp64 = ct == torch.float64
-    return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not triton_interpreting()}
+class _Launcher:
+    """One kernel, launched as ``kernel[grid](*args, **constexprs)`` the first time for each
+    specialisation, then straight through the compiled kernel's launcher.
+
+    Triton's launch path binds and specialises all of the kernel's parameters (about 40 here)
+    and builds a cache-key string on every call: tens of microseconds of host time, more than
+    the kernel itself at short L. Here the compiled kernel is cached under what Triton
+    specialises on: the current device, each tensor's dtype and 16-byte alignment, each
+    integer's == 1, % 16 == 0 and 32-bit range, the constexprs and the options. Triton 3.6 and
+    3.9 launch a compiled kernel the same way (``kernel.run(grid, stream, function,
+    packed_metadata, launch_metadata, hooks, *all parameters)``). Plain ``kernel[grid]`` is used
+    under the interpreter, while a launch hook is registered (profilers), and for good once the
+    compiled kernel does not look as expected (another Triton version).
+    """
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+        self.cache: dict[tuple, tuple] = {}
+        params = getattr(kernel, "params", None)
+        self.fast = isinstance(kernel, triton.runtime.jit.JITFunction) and params is not None
+        if self.fast:
+            n_runtime = sum(not p.is_constexpr for p in params)
+            # the launcher takes the parameters in order: here all runtime ones come first
+            self.fast = all(p.is_constexpr for p in params[n_runtime:])
+            self.const_names = tuple(p.name for p in params[n_runtime:])
+
+    def order(self, consts: dict[str, object]) -> tuple | None:
+        """The constexpr values in the kernel's parameter order (None when not launching fast)."""
+        return tuple(consts[k] for k in self.const_names) if self.fast else None
+
+    def __call__(self, plan: _Plan, args: tuple) -> None:
+        key = None
+        if self.fast and _idle(knobs.runtime.launch_enter_hook) and _idle(knobs.runtime.launch_exit_hook):
+            device = driver.active.get_current_device()
+            key = (device, plan.const_values, plan.options, _spec_key(args))
+            hit = self.cache.get(key)
+            if hit is not None:
+                run, function, metadata = hit
+                g = plan.grid
+                try:
+                    run(g[0], g[1], g[2], driver.active.get_current_stream(device), function, metadata,
+                        None, None, None, *args, *plan.const_values)
+                    return
+                except (TypeError, ValueError):
+                    # the launcher did not take the call (nothing ran): use Triton's own path
+                    self.fast = False
+        compiled = self.kernel[plan.grid](*args, **plan.consts, **dict(plan.options))
+        if key is not None:
+            try:
+                self.cache[key] = (compiled.run, compiled.function, compiled.packed_metadata)
+            except AttributeError:
+                self.fast = False
 
 
-def _empty(*shape: int, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """Fresh output buffer; NaN-filled when SSMBENCH_POISON_OUTPUTS=1 (tests), so an element
-    a kernel forgets to write cannot pass a comparison."""
-    shape = shape or tuple(like.shape)
-    dtype = dtype or like.dtype
-    if os.environ.get("SSMBENCH_POISON_OUTPUTS") == "1":
-        return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
-    return torch.empty(shape, device=like.device, dtype=dtype)
+def _idle(hook: object) -> bool:
+    """Whether a Triton launch hook does nothing (None, or a HookChain with no calls): then the
+    launcher may be given None for it and for the launch metadata only hooks read."""
+    return hook is None or getattr(hook, "calls", None) == []
 
 
-def _contig(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.contiguous()
+def _spec_key(args: tuple) -> tuple:
+    """What Triton specialises a kernel on, per runtime argument (see _Launcher)."""
+    return tuple(
+        (a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, Tensor) else (a == 1, a % 16 == 0, a < 2**31)
+        for a in args
+    )
 
 
-def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save_states, ct):
-    """Launch the forward. Returns out, last_state (batch, dim, N), and when ``save_states``
+class _Plan(NamedTuple):
+    """Everything about one launch that depends only on sizes and flags (cached)."""
+
+    grid: tuple[int, int, int]
+    consts: dict[str, object]
+    const_values: tuple | None
+    options: tuple[tuple[str, int], ...]
+    n_states: int  # forward: states saved per channel; backward: dB/dC copies
+    dbc_store: bool = False
+    n_blocks: int = 0  # forward: blocks along L
+
+    @property
+    def split_n(self) -> bool:
+        return self.grid[2] > 1
+
+
+FWD = _Launcher(selective_scan_fwd_kernel)
+BWD = _Launcher(selective_scan_bwd_kernel)
+
+
+def _flags(fp64: bool, interp: bool) -> dict[str, object]:
+    return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not interp}
+
+
+@functools.lru_cache(maxsize=512)
+def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, groups: int, fp64: bool,
+              interp: bool, flags: tuple[bool, ...], save: bool, store_last: bool) -> _Plan:
+    has_d, has_z, has_bias, softplus = flags
+    ls = cfg.fwd
+    block_d = _fit_block_d(ls.block_d, dim, groups)
+    consts = dict(
+        HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, SAVE_STATES=save,
+        STATE_EVERY=cfg.bwd.block_l // ls.block_l, STORE_LAST=store_last, SAVE_Y=save and has_z,
+        **_flags(fp64, interp), PREFETCH=ls.prefetch, STAGES=ls.stages,
+        BLOCK_D=block_d, BLOCK_N=_next_pow2(N), BLOCK_L=ls.block_l,
+    )
+    grid = (_cdiv(dim, block_d), batch, 1)
+    return _Plan(grid, consts, FWD.order(consts), ls.launch_options(), _cdiv(L, cfg.bwd.block_l),
+                 n_blocks=_cdiv(L, ls.block_l))
+
+
+@functools.lru_cache(maxsize=512)
+def _bwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, groups: int, fp64: bool,
+              interp: bool, flags: tuple[bool, ...], has_dlast: bool) -> _Plan:
+    has_d, has_z, has_bias, softplus = flags
+    ls = cfg.bwd
+    block_d = _fit_block_d(ls.block_d, dim, groups)
+    per_group = _cdiv(dim // groups, block_d)
+    store = cfg.dbc_copies == 0
+    copies = per_group if store else min(cfg.dbc_copies, per_group)
+    block_n = min(_next_pow2(N), ls.block_n or _next_pow2(N))
+    chunks = _cdiv(N, block_n)
+    consts = dict(
+        HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus, HAS_DLAST=has_dlast, DBC_STORE=store,
+        SPLIT_N=chunks > 1, **_flags(fp64, interp), PREFETCH=ls.prefetch, STAGES=ls.stages,
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=ls.block_l,
+    )
+    grid = (_cdiv(dim, block_d), batch, chunks)
+    return _Plan(grid, consts, BWD.order(consts), ls.launch_options(), copies, store)
+
+
+def _or(t: Tensor | None, dummy: Tensor) -> Tensor:
+    # an absent optional tensor is passed as any pointer: its constexpr flag is off, it is never read
+    return dummy if t is None else t
+
+
+def _groups(B: Tensor) -> int:
+    return B.shape[1] if B.dim() == 4 else 1
+
+
+def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save, store_last, ct):
+    """Launch the forward on contiguous inputs (B, C: (batch, N, L) or (batch, G, N, L)).
+    Returns out, last_state (batch, dim, N) or None without ``store_last``, and when ``save``
     what the backward needs: states, the state every bwd.block_l steps
     (batch, dim, cdiv(L, bwd.block_l), N), and ygate, y before the z gate (batch, dim, L) in
     u's dtype (None without z); else (None, None)."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    groups = B.shape[1]
-    ls = cfg.fwd
-    block_d = _fit_block_d(ls.block_d, dim, groups)
-    n_blocks = triton.cdiv(L, ls.block_l)
-    out = _empty(like=u)
-    last = _empty(batch, dim, N, like=u, dtype=ct)
-    n_states = triton.cdiv(L, cfg.bwd.block_l)
-    states = _empty(batch, dim, n_states, N, like=u, dtype=ct) if save_states else last
-    save_y = save_states and z is not None
-    ygate = _empty(like=u) if save_y else out
-    grid = (triton.cdiv(dim, block_d), batch)
-    selective_scan_fwd_kernel[grid](
-        u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
-        delta_bias if delta_bias is not None else u, out, last, states, ygate,
-        L, dim, N, dim // groups, groups, n_blocks, n_states,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus, SAVE_STATES=save_states, STATE_EVERY=cfg.bwd.block_l // ls.block_l,
-        STORE_LAST=True, SAVE_Y=save_y, **_flags(ct), PREFETCH=ls.prefetch, STAGES=ls.stages,
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=ls.block_l, **ls.launch_options(),
-    )
-    return out, last, (states if save_states else None), (ygate if save_y else None)
+    groups = _groups(B)
+    flags = (D is not None, z is not None, delta_bias is not None, delta_softplus)
+    plan = _fwd_plan(cfg, batch, dim, L, N, groups, ct == torch.float64, triton_interpreting(), flags, save,
+                     store_last)
+    poison = poisoning()
+    out = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison)
+    last = new_output(batch, dim, N, like=u, dtype=ct, poison=poison) if store_last else None
+    states = new_output(batch, dim, plan.n_states, N, like=u, dtype=ct, poison=poison) if save else None
+    ygate = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison) if save and z is not None else None
+    FWD(plan, (
+        u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
+        out, _or(last, out), _or(states, out), _or(ygate, out),
+        L, dim, N, groups, plan.n_blocks, plan.n_states,
+    ))
+    return out, last, states, ygate
 
 
 def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct):
-    """Launch the backward. Returns du, ddelta, dz (input dtypes), dA, dB, dC, dD, dbias
-    (fp32/fp64 sums); dB and dC as (batch, G, N, L) views of (batch, G, L, N) buffers."""
+    """Launch the backward. Returns du, ddelta, dz (input dtypes); dA (dim, N), dD, dbias (dim,)
+    in ct (None when absent); dBC (2, batch, G, N, L) in ct: dB and dC, a view of a
+    (2, batch, G, L, N) buffer."""
     batch, dim, L = u.shape
     N = A.shape[1]
-    groups = B.shape[1]
-    ls = cfg.bwd
-    block_d = _fit_block_d(ls.block_d, dim, groups)
-    n_blocks = states.shape[2]
-    du, ddelta = _empty(like=u), _empty(like=delta)
-    dz = _empty(like=z) if z is not None else None
-    dB = torch.zeros(batch, groups, L, N, device=u.device, dtype=ct)
-    dC = torch.zeros(batch, groups, L, N, device=u.device, dtype=ct)
-    dA_part = _empty(batch, dim, N, like=u, dtype=ct)
-    dD_part = _empty(batch, dim, like=u, dtype=ct) if D is not None else None
-    dbias_part = _empty(batch, dim, like=u, dtype=ct) if delta_bias is not None else None
-    grid = (triton.cdiv(dim, block_d), batch)
-    selective_scan_bwd_kernel[grid](
-        u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
-        delta_bias if delta_bias is not None else u, states, ygate if ygate is not None else u,
-        dout, dlast if dlast is not None else u,
-        du, ddelta, dz if dz is not None else du, dA_part, dB, dC,
-        dD_part if dD_part is not None else dA_part, dbias_part if dbias_part is not None else dA_part,
-        L, dim, N, dim // groups, groups, n_blocks,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus, HAS_DLAST=dlast is not None, **_flags(ct),
-        PREFETCH=ls.prefetch, STAGES=ls.stages,
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(N), BLOCK_L=ls.block_l, **ls.launch_options(),
-    )
-    dD = dD_part.sum(0) if dD_part is not None else None
-    dbias = dbias_part.sum(0) if dbias_part is not None else None
-    return du, ddelta, dA_part.sum(0), dB.transpose(2, 3), dC.transpose(2, 3), dD, dz, dbias
+    groups = _groups(B)
+    flags = (D is not None, z is not None, delta_bias is not None, delta_softplus)
+    plan = _bwd_plan(cfg, batch, dim, L, N, groups, ct == torch.float64, triton_interpreting(), flags,
+                     dlast is not None)
+    poison = poisoning()
+    dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
+    copies = plan.n_states
+    n_bc = copies * batch * groups * L * N
+    n_dA = dim * N
+    n_x = u.numel() if plan.split_n else 0
+    # one zero-filled buffer (ct) for every sum the kernel accumulates: one fill
+    if plan.dbc_store:
+        bc = new_output(2 * n_bc, like=u, dtype=ct, poison=poison)
+        acc = torch.zeros(2 * n_x + n_dA + 2 * dim, device=u.device, dtype=ct)
+    else:
+        acc = torch.zeros(2 * n_x + 2 * n_bc + n_dA + 2 * dim, device=u.device, dtype=ct)
+        bc = acc[2 * n_x: 2 * n_x + 2 * n_bc]
+    sums = acc[acc.numel() - n_dA - 2 * dim:]
+    dA, dD, dbias = sums[:n_dA], sums[n_dA: n_dA + dim], sums[n_dA + dim:]
+    if plan.split_n:
+        # du, ddelta summed over state chunks in ct, cast after
+        dx = acc[: 2 * n_x].view(2, *u.shape)
+        du, ddelta = dx[0], dx[1]
+    else:
+        du = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison)
+        ddelta = new_output(*delta.shape, like=u, dtype=delta.dtype, poison=poison)
+    BWD(plan, (
+        u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
+        states, _or(ygate, u), dout, _or(dlast, u),
+        du, ddelta, _or(dz, du), dA, bc[:n_bc], bc[n_bc:], dD, dbias, L, dim, N, groups, copies,
+    ))
+    if plan.split_n:
+        if u.dtype == delta.dtype:
+            dx = dx.to(u.dtype)
+            du, ddelta = dx[0], dx[1]
+        else:
+            du, ddelta = du.to(u.dtype), ddelta.to(delta.dtype)
+    bc = bc.view(2, copies, batch, groups, L, N)
+    bc = bc.sum(1) if copies > 1 else bc[:, 0]
+    return (du, ddelta, dz, dA.view(dim, N), None if D is None else dD, None if delta_bias is None else dbias,
+            bc.transpose(3, 4))
+
+
+def _as(t: Tensor, like: Tensor) -> Tensor:
+    # a cast only where the dtype differs: even a no-op .to() costs a dispatch
+    return t if t.dtype == like.dtype else t.to(like.dtype)
+
+
+def _contiguous(t: Tensor | None) -> Tensor | None:
+    return t if t is None or t.is_contiguous() else t.contiguous()
 
 
 class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, cfg):
-        b_shape, c_shape = B.shape, C.shape
-        # one layout: (batch, G, N, L), contiguous along L
-        B4 = B.unsqueeze(1) if B.dim() == 3 else B
-        C4 = C.unsqueeze(1) if C.dim() == 3 else C
-        u, delta, B4, C4, z = (_contig(t) for t in (u, delta, B4, C4, z))
-        A, D, delta_bias = (_contig(t) for t in (A, D, delta_bias))
-        ct = compute_dtype(u, delta, A, B, C)
-        save = any(ctx.needs_input_grad)
-        out, last, states, ygate = _fwd(u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, cfg, save, ct)
-        if save:
-            ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, states, ygate)
-            ctx.args = (delta_softplus, cfg, ct, b_shape, c_shape, B.dtype, C.dtype)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, cfg, ct):
+        out, last, states, ygate = _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, True,
+                                        return_last_state, ct)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states, ygate)
+        ctx.args = (delta_softplus, cfg, ct)
         if return_last_state:
             return out, last
         return out
 
     @staticmethod
     def backward(ctx, dout, dlast=None):
-        u, delta, A, B4, C4, D, z, delta_bias, states, ygate = ctx.saved_tensors
-        delta_softplus, cfg, ct, b_shape, c_shape, b_dtype, c_dtype = ctx.args
+        u, delta, A, B, C, D, z, delta_bias, states, ygate = ctx.saved_tensors
+        delta_softplus, cfg, ct = ctx.args
         dout = torch.zeros_like(u) if dout is None else dout.contiguous()
         dlast = None if dlast is None else dlast.contiguous()
-        du, ddelta, dA, dB, dC, dD, dz, dbias = _bwd(
-            u, delta, A, B4, C4, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct
+        du, ddelta, dz, dA, dD, dbias, dBC = _bwd(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct
         )
+        if B.dtype == C.dtype:
+            # one cast for both
+            dBC = dBC.to(B.dtype)
+            dB, dC = dBC[0].reshape(B.shape), dBC[1].reshape(C.shape)
+        else:
+            dB, dC = dBC[0].reshape(B.shape).to(B.dtype), dBC[1].reshape(C.shape).to(C.dtype)
         return (
-            du, ddelta, dA.to(A.dtype), dB.reshape(b_shape).to(b_dtype), dC.reshape(c_shape).to(c_dtype),
-            None if dD is None else dD.to(D.dtype), dz,
-            None if dbias is None else dbias.to(delta_bias.dtype), None, None, None,
+            du, ddelta, _as(dA, A), dB, dC, None if dD is None else _as(dD, D), dz,
+            None if dbias is None else _as(dbias, delta_bias), None, None, None, None,
         )
 
 
@@ -520,13 +754,24 @@ def selective_scan_triton(
     A: (dim, N); B, C: (batch, N, L) or grouped (batch, G, N, L); D, delta_bias: (dim,).
     State and sums in fp32. Returns out (batch, dim, L) in u's dtype, and with
     ``return_last_state`` the final state (batch, dim, N) in fp32 (fp64 for fp64 inputs).
+    ``config``: launch shapes; default ``default_config`` for these sizes. No host syncs and
+    no decisions on tensor values: capturable in a CUDA graph (after a first, compiling call).
     """
     batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
     if u.device.type != "cuda" and not triton_interpreting():
         raise BackendUnavailable("the triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
     if L == 0:
         raise BadInput("the triton scan needs L >= 1")
-    cfg = config or default_config()
-    return SelectiveScanTriton.apply(
-        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(return_last_state), cfg
-    )
+    cfg = config or default_config(batch, dim, L, N, groups)
+    ct = compute_dtype(u, delta, A, B, C)
+    # one layout: contiguous, B/C (batch, N, L) or (batch, G, N, L) along L
+    u, delta, A, B, C = _contiguous(u), _contiguous(delta), _contiguous(A), _contiguous(B), _contiguous(C)
+    D, z, delta_bias = _contiguous(D), _contiguous(z), _contiguous(delta_bias)
+    softplus, want_last = bool(delta_softplus), bool(return_last_state)
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
+    ):
+        return SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, cfg, ct)
+    # nothing to differentiate: no autograd node, nothing saved
+    out, last, _, _ = _fwd(u, delta, A, B, C, D, z, delta_bias, softplus, cfg, False, want_last, ct)
+    return (out, last) if want_last else out
