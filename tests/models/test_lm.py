@@ -156,17 +156,17 @@ def test_real_logits_forward_and_gradient():
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
-def test_fused_add_norm_equals_plain_forward(amp):
+def test_fused_add_norm_equals_plain_forward(amp, device):
     """The forward with the fused Triton add + LayerNorm (interpreter on CPU) against the plain
     add then nn.LayerNorm: loss, logits and every gradient."""
     pytest.importorskip("triton")
-    model = LM(tiny(("mamba", "moe", "attn", "ff"), capacity_factor=3.0))
-    idx, tgt = torch.randint(0, 41, (2, 2, 9)).unbind(0)
+    model = LM(tiny(("mamba", "moe", "attn", "ff"), capacity_factor=3.0)).to(device)
+    idx, tgt = torch.randint(0, 41, (2, 2, 9), device=device).unbind(0)
     results = {}
     for backend in ("ref", "triton"):
         model.norm_backend = backend
         model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(idx, tgt)
         (out.loss + out.aux_loss).backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -179,7 +179,7 @@ def test_fused_add_norm_equals_plain_forward(amp):
         assert_close(results["triton"][2][name], g, 10 * tol, f"grad {name}")
 
 
-def test_mamba_block_copies_pinned():
+def test_mamba_block_copies_pinned(device):
     """One more Mamba block in the LM (its layer, fused add + norm, residual) costs, forward +
     backward under bf16 autocast with the triton backends, three copies of activation-sized
     tensors (z for the scan, y for out_proj's weight gradient, dx and dz into in_proj's), none
@@ -192,12 +192,12 @@ def test_mamba_block_copies_pinned():
 
     def counts(n_layers: int) -> dict[str, int]:
         model = LM(LMConfig(vocab_size=64, d_model=D, pattern=("mamba",) * n_layers, d_state=4,
-                            scan_backend="triton"))  # fmt: skip
+                            scan_backend="triton")).to(device)  # fmt: skip
         model.norm_backend = "triton"
-        idx = torch.randint(0, 64, (B, T + 1))
+        idx = torch.randint(0, 64, (B, T + 1), device=device)
 
         def step() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 out = model(idx[:, :-1], idx[:, 1:])
             out.loss.backward()
 
