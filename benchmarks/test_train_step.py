@@ -3,7 +3,12 @@
 The five-way zoo (Transformer, Mamba, Mamba-MLP, MoE, MoE-Mamba): on CUDA at the 'paper-v1' size
 (d_model 512, GPT-2 vocabulary) with one micro-batch of the paper-v1 training preset (64 x 256
 tokens, bf16 autocast, as `train-compare` runs it); on CPU the 'smoke' preset. SSMBENCH_BENCH_PRESET
-overrides the preset. The loss is the model's cross-entropy plus its MoE load-balancing loss.
+overrides the preset. The loss is the model's cross-entropy plus its MoE load-balancing loss; the
+optimizer is the trainer's (``make_optimizer``: fused AdamW on CUDA, foreach elsewhere).
+
+Beside our models: ``mamba@mamba_ssm``, mamba_ssm's own MambaLMHeadModel at the size of the set's
+``mamba`` (``ssmbench.models.official``), with the same loss and optimizer; skipped with the
+reason when mamba_ssm (or CUDA) is missing.
 """
 
 from __future__ import annotations
@@ -13,34 +18,31 @@ import os
 import pytest
 import torch
 
+from ssmbench.errors import BackendUnavailable
+from ssmbench.models.official import reference_names, with_references
+from ssmbench.models.registry import build_model, get_model_set
+from ssmbench.models.size import param_counts
+from ssmbench.train.loop import make_optimizer, optimizer_record
+from ssmbench.train.presets import get_train_preset
+
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 PRESET = os.environ.get("SSMBENCH_BENCH_PRESET", "paper-v1" if DEVICE.type == "cuda" else "smoke")
 BATCH, SEQ = (64, 256) if DEVICE.type == "cuda" else (2, 64)
+BASE_SET = get_model_set(PRESET)
+MODEL_SET = with_references(BASE_SET, reference_names(BASE_SET))
+# the optimisation settings (lr, betas, weight decay) of the paper-v1 training preset
+TRAIN = get_train_preset("paper-v1").train
 
 
-def _model_set():
-    try:
-        from ssmbench.models.registry import get_model_set
-
-        return get_model_set(PRESET), None
-    except ImportError as e:  # the model modules are written by another part of the project
-        return None, f"model zoo not available yet ({e})"
-
-
-MODEL_SET, WHY_NOT = _model_set()
-NAMES = MODEL_SET.names() if MODEL_SET is not None else ["zoo"]
-
-
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MODEL_SET.names())
 def test_train_step(benchmark, synced, name):
-    if MODEL_SET is None:
-        pytest.skip(WHY_NOT)
-    from ssmbench.models.registry import build_model
-
     cfg = MODEL_SET.get(name)
     torch.manual_seed(0)
-    model = build_model(cfg).to(DEVICE)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    try:
+        model = build_model(cfg).to(DEVICE)
+    except BackendUnavailable as e:
+        pytest.skip(f"{name}: {e}")
+    opt = make_optimizer(model, TRAIN)
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     idx = torch.randint(0, cfg.vocab_size, (BATCH, SEQ + 1), generator=gen, device=DEVICE)
     x, y = idx[:, :-1], idx[:, 1:]  # (B, T)
@@ -52,9 +54,12 @@ def test_train_step(benchmark, synced, name):
         (out.loss + out.aux_loss).backward()
         opt.step()
 
-    step()  # allocate optimizer state outside the timed rounds
+    try:
+        step()  # allocate optimizer state outside the timed rounds
+    except BackendUnavailable as e:
+        pytest.skip(f"{name}: {e}")
     benchmark.extra_info.update(
-        model=name, preset=PRESET, batch=BATCH, seq_len=SEQ,
-        params=sum(p.numel() for p in model.parameters()),
-    )
+        model=name, preset=PRESET, batch=BATCH, seq_len=SEQ, params=param_counts(model).total,
+        optimizer=optimizer_record(opt), kernels=model.kernel_paths(),
+    )  # fmt: skip
     benchmark(synced(step))

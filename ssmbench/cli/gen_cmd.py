@@ -56,7 +56,9 @@ def gen_speed_command(
         str | None, typer.Option(help="Model set (gen-smoke, gen-small, gen-paper, bytes-*...).")
     ] = None,
     models: Annotated[
-        str | None, typer.Option(help="Comma-separated model names (from --preset, or any set).")
+        str | None,
+        typer.Option(help="Comma-separated model names (from --preset, or any set); NAME@mamba_ssm is "
+                     "mamba_ssm's own model of NAME's size, decoded by its generate(cg=True)."),
     ] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64",
     gen_len: Annotated[int, typer.Option(help="Bytes to generate per sequence.")] = 8192,

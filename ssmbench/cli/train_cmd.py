@@ -26,7 +26,10 @@ def train_compare_command(
         str | None, typer.Option(help="zoo or bytes; alone, 'bytes' means preset bytes-smoke.")
     ] = None,
     models: Annotated[
-        str | None, typer.Option(help="Comma list of models (default: all of the preset).")
+        str | None,
+        typer.Option(help="Comma list of models (default: all of the preset); NAME@mamba_ssm adds "
+                     "mamba_ssm's own model of NAME's size, e.g. mamba@mamba_ssm (unavailable without "
+                     "mamba_ssm)."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps per model.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Sequences per step.")] = None,

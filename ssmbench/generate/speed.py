@@ -23,13 +23,22 @@ from torch import nn
 
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
+from ssmbench.bench.timing import Timeline
 from ssmbench.device import device_memory_bytes, dtype_name, is_oom, parse_dtype, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.generate.decode import Decoder
 from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.verify import VerifyResult, verify_cached_decoding
 from ssmbench.models.config import MegaByteConfig, ModelConfig
+from ssmbench.models.official import (
+    OfficialMambaConfig,
+    OfficialMambaLM,
+    official_available,
+    reference_names,
+    with_references,
+)
 from ssmbench.models.registry import all_model_sets, build_model, get_model_set
+from ssmbench.models.size import param_counts
 from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import RunFolder
 
@@ -106,12 +115,14 @@ def select_models(
     preset: str | None, names: list[str] | None
 ) -> tuple[tuple[tuple[str, ModelConfig], ...], str | None]:
     """Models from ``preset`` (default gen-smoke), optionally only ``names``; names alone are
-    looked up across every model set (a name with different configs in two sets needs --preset)."""
+    looked up across every model set (a name with different configs in two sets needs --preset).
+    ``NAME@mamba_ssm`` is mamba_ssm's own model of NAME's size (``ssmbench.models.official``)."""
     names = [n.strip() for n in names or [] if n.strip()] or None
     if preset is not None or names is None:
         model_set = get_model_set(preset or DEFAULT_PRESET)
         if names is None:
             return model_set.models, model_set.name
+        model_set = with_references(model_set, names)
         unknown = [n for n in names if n not in model_set.names()]
         if unknown:
             raise BadInput(
@@ -121,7 +132,11 @@ def select_models(
         return tuple((n, model_set.get(n)) for n in names), model_set.name
     chosen = []
     for name in names:
-        configs = {ms.get(name) for ms in all_model_sets().values() if name in ms.names()}
+        configs = {
+            with_references(ms, [name]).get(name)
+            for ms in all_model_sets().values()
+            if name in ms.names() or name in reference_names(ms)
+        }
         if not configs:
             raise BadInput(f"unknown model {name!r}; see `ssmbench models --preset NAME` for names")
         if len(configs) > 1:
@@ -137,9 +152,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return parse_dtype(name)
 
 
-def family(cfg: ModelConfig) -> str:
+def family(cfg: ModelConfig | OfficialMambaConfig) -> str:
     if isinstance(cfg, MegaByteConfig):
         return "megabyte"
+    if isinstance(cfg, OfficialMambaConfig):
+        return "mamba"
     kinds = set(cfg.pattern)
     return "mamba" if kinds <= {"mamba"} else "transformer" if kinds <= {"attn", "ff"} else "hybrid"
 
@@ -172,7 +189,10 @@ def _tensor_bytes(obj: Any) -> int:
 def memory_estimates(
     cfg: ModelConfig, batch_sizes: tuple[int, ...], prompt_len: int, max_len: int, dtype: torch.dtype
 ) -> dict[int, int]:
-    """Bytes of weights + inference cache + float32 prefill logits, per batch size (meta device)."""
+    """Bytes of weights + inference cache + float32 prefill logits, per batch size (meta device);
+    mamba_ssm's model as ssmbench's LM of its shape (the same weights and states)."""
+    if isinstance(cfg, OfficialMambaConfig):
+        cfg = cfg.equivalent_lm()
     with torch.device("meta"):
         model = build_model(cfg).to(dtype)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -245,6 +265,65 @@ def _measure(
     return rows
 
 
+def _measure_official(
+    model: OfficialMambaLM,
+    batch_size: int,
+    config: GenSpeedConfig,
+    prompt: torch.Tensor,
+    copy_bytes_per_s: float,
+    base: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """The 'generate' row of mamba_ssm's model, timed through its own ``generate`` (with
+    ``cg=True``, its CUDA-graph decoding, when cuda_graph is on): one warm-up call (which captures
+    its graphs), then one timed; the prefill is timed on its own through the same InferenceParams
+    path, and the decode time is the rest. No per-position probes (its loop has no hooks)."""
+    device = prompt.device
+    T, N, B = prompt.shape[1], config.gen_len, batch_size
+    prompt = prompt.expand(B, T).contiguous()
+    s = config.sampling
+    kwargs = {"top_k": 1} if s.greedy else {"top_k": s.top_k or 0, "temperature": s.temperature}
+
+    def generate() -> None:
+        model.generate_official(prompt, N, cuda_graph=config.cuda_graph, **kwargs)
+
+    generate()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    clock = Timeline(device)
+    t0 = clock.mark()
+    generate()
+    t1 = clock.mark()
+    model.prefill_official(prompt, T + N)
+    t2 = clock.mark()
+    clock.finish()
+    total_ms, prefill_ms = clock.ms(t0, t1), clock.ms(t1, t2)
+    decode_ms = max(total_ms - prefill_ms, 0.0)
+    decode_bps = B * (N - 1) / (decode_ms / 1e3) if N > 1 and decode_ms > 0 else math.nan
+    limit = B * copy_bytes_per_s / base["streamed_bytes_per_byte"]
+    path = "mamba_ssm generate(cg=True)" if config.cuda_graph else "mamba_ssm generate"
+    return [{
+        **base, "batch_size": B, "decode_path": path, "kernels": _kernel_paths(model),
+        "measurement": "generate", "position": math.nan, "status": "ok",
+        "prefill_ms": prefill_ms, "prefill_bytes_per_s": B * T / (prefill_ms / 1e3),
+        "decode_ms": decode_ms, "step_ms": decode_ms / (N - 1) if N > 1 else math.nan,
+        "gen_time_s": total_ms / 1e3, "bytes_per_s": B * N / (total_ms / 1e3),
+        "decode_bytes_per_s": decode_bps, "stream_limit_bytes_per_s": limit,
+        "stream_limit_frac": decode_bps / limit,
+        "peak_mem_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else math.nan,
+    }]  # fmt: skip
+
+
+def _official_reason(cfg: ModelConfig | OfficialMambaConfig, device: torch.device) -> str | None:
+    """Why mamba_ssm's model cannot be measured here (None for ours, or when it can)."""
+    if not isinstance(cfg, OfficialMambaConfig):
+        return None
+    why_not = official_available()
+    if why_not is None and device.type != "cuda":
+        return "mamba_ssm's kernels need CUDA"
+    return why_not
+
+
 def _status_row(base: dict[str, Any], batch_size: int, status: str) -> dict[str, Any]:
     return {
         **base, "batch_size": batch_size, "measurement": "generate", "position": math.nan, "status": status
@@ -298,9 +377,12 @@ def summarize(rows: list[dict[str, Any]], config: GenSpeedConfig, extra: dict[st
 
 
 def verify_models(config: GenSpeedConfig, device: torch.device) -> list[VerifyResult]:
-    """Cached decoding == forward for every model (float32, fresh random init)."""
+    """Cached decoding == forward for every model (float32, fresh random init); mamba_ssm's models
+    are left out (their decoding is its own, checked by its tests)."""
     results = []
     for name, cfg in config.models:
+        if isinstance(cfg, OfficialMambaConfig):
+            continue
         torch.manual_seed(config.seed)
         with torch.device(device):
             model = build_model(cfg).float().eval()
@@ -358,12 +440,22 @@ def _run(config: GenSpeedConfig, out: Path | None, progress: Progress) -> GenSpe
     prompt = _prompt(config, device)
     rows: list[dict[str, Any]] = []
     for name, cfg in config.models:
+        why_not = _official_reason(cfg, device)
+        if why_not is not None:
+            base = {
+                "model": name, "family": family(cfg), "dtype": str(dtype).removeprefix("torch."),
+                "device": str(device), "params_total": param_counts(cfg).total,
+                "prompt_len": prompt.shape[1], "gen_len": config.gen_len,
+            }  # fmt: skip
+            rows.extend(_status_row(base, B, f"unavailable: {why_not}") for B in config.batch_sizes)
+            progress.finish(name, "unavailable")
+            continue
         torch.manual_seed(config.seed)
         with torch.device(device):
             model = build_model(cfg).to(dtype).eval()
         base = {
             "model": name, "family": family(cfg), "dtype": str(dtype).removeprefix("torch."),
-            "device": str(device), "params_total": sum(p.numel() for p in model.parameters()),
+            "device": str(device), "params_total": param_counts(model).total,
             "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
             "streamed_bytes_per_byte": streamed_weight_bytes(model),
             "prompt_len": prompt.shape[1], "gen_len": config.gen_len,
@@ -375,7 +467,10 @@ def _run(config: GenSpeedConfig, out: Path | None, progress: Progress) -> GenSpe
                 continue
             progress.update(name, i, {"batch": B, "bytes": config.gen_len})
             try:
-                rows.extend(_measure(name, model, B, config, prompt, dtype, copy_bytes_per_s, base))
+                if isinstance(model, OfficialMambaLM):
+                    rows.extend(_measure_official(model, B, config, prompt, copy_bytes_per_s, base))
+                else:
+                    rows.extend(_measure(name, model, B, config, prompt, dtype, copy_bytes_per_s, base))
             except (RuntimeError, MemoryError) as e:
                 if not is_oom(e):
                     raise

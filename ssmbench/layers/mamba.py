@@ -6,19 +6,30 @@ scan's delta_bias, softplus inside the scan), A = -exp(A_log) (S4D-real init A =
 D (ones), y = scan(x, dt, A, B, C, D, z) (gated by SiLU(z) inside the scan), out_proj
 (d_inner -> d). With expand 2, N 16, dt_rank ceil(d/16) that is a little over 6 d^2 parameters.
 
+Training (and a prefill from an empty state) is laid out like mamba_ssm's fast path, so that no
+activation is transposed: in_proj is one GEMM writing xz channel-major, (2 d_inner, B T), and x, z
+are (B, d_inner, T) views of it; the fused causal conv + SiLU (``ssmbench.ops.causal_conv1d``)
+reads x in place and writes u (B, d_inner, T) contiguous, the scan's layout; x_proj and dt_proj
+are batched GEMMs on u (one weight shared by the batch rows) writing x_dbl and delta in that
+layout; ``OutProj`` reads the scan's output y in place. Copies of (B, d_inner, T) activations
+left per layer: z for the scan (its kernel reads only contiguous (B, D, T) rows), and in the
+backward y once (for out_proj's weight gradient) and dx, dz into the channel-major dxz (for
+in_proj's). The conv backend follows the scan backend (``_conv_seq_backend``).
+
 Decoding keeps, per layer, the last d_conv conv inputs and the (d_inner, N) SSM state.
 ``step`` is six kernels on the GPU: the in_proj, x_proj, dt_proj and out_proj GEMVs, the fused
 conv step (``ssmbench.ops.causal_conv1d_update``) and the fused state update
 (``ssmbench.ops.selective_state_update``, which adds dt_proj's bias, takes the softplus, adds the
 D skip and gates by SiLU(z)); x, z, B, C and dt are views, never copied, and A = -exp(A_log) is
-cached between steps. ``last_scan_backend`` / ``last_step_backend`` / ``last_conv_backend`` say
-which backends actually ran.
+cached between steps. ``last_scan_backend`` / ``last_conv_backend`` (the sequence conv) and
+``last_step_backend`` / ``last_conv_step_backend`` (decoding) say which backends actually ran.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +37,8 @@ from torch import Tensor, nn
 
 from ssmbench.ops import (
     CONV_BACKENDS,
+    backend_status,
+    causal_conv1d,
     causal_conv1d_update,
     resolve_backend,
     selective_scan,
@@ -36,6 +49,37 @@ from ssmbench.ops.decode.conv_xproj import conv_xproj
 from ssmbench.ops.decode.norm_linear import norm_linear
 from ssmbench.ops.decode.ssm_update_xproj import ssm_update_xproj
 from ssmbench.ops.scan.cost import ScanShape, scan_flops
+
+
+def _shared(weight: Tensor, like: Tensor) -> Tensor:
+    """weight (M, K) in like's dtype, expanded to (batch, M, K) without a copy: the weight of a
+    batched GEMM over like (batch, K, T), one GEMM per batch row reading the same matrix."""
+    return weight.to(like.dtype).expand(like.shape[0], -1, -1)
+
+
+class OutProj(torch.autograd.Function):
+    """out_proj on the scan's layout: y (B, Di, T) contiguous, w (d_model, Di) -> (B, T, d_model).
+
+    Forward: one batched GEMM, no copy. Backward: dy (B, Di, T) straight in the scan's layout (a
+    batched GEMM, so the scan needs no copy of it), and dw as one GEMM over all B T tokens from
+    y copied once to (Di, B T) (batched GEMMs would need a (B, d_model, Di) buffer and a sum)."""
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(y, w)
+        return torch.bmm(y.transpose(1, 2), w.t().expand(y.shape[0], -1, -1))
+
+    @staticmethod
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        y, w = ctx.saved_tensors
+        Bsz, Di, T = y.shape
+        dy = dw = None
+        if ctx.needs_input_grad[0]:
+            dy = torch.bmm(w.t().expand(Bsz, -1, -1), dout.transpose(1, 2))  # (B, Di, T)
+        if ctx.needs_input_grad[1]:
+            y_cm = y.transpose(0, 1).reshape(Di, Bsz * T)  # (Di, B T): the one copy
+            dw = dout.reshape(Bsz * T, -1).t() @ y_cm.t()  # (d_model, Di)
+        return dy, dw
 
 
 @dataclass
@@ -81,6 +125,7 @@ class Mamba(nn.Module):
         self.last_scan_backend: str | None = None
         self.last_step_backend: str | None = None
         self.last_conv_backend: str | None = None
+        self.last_conv_step_backend: str | None = None
         # step_residual: the fused kernels when possible (False forces the unfused step); the
         # in_proj/out_proj GEMVs on "cublas" (with PyTorch's norm and add) or "triton" (norm and
         # residual add fused into them)
@@ -148,29 +193,42 @@ class Mamba(nn.Module):
                 self._decode_A = (key, A_log.detach(), -torch.exp(A_log.float()))
         return self._decode_A[2]
 
-    def _ssm_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x: (B, d_inner, T) after conv -> delta (B, d_inner, T) without bias, B, C (B, N, T)."""
-        x_dbl = F.linear(x.transpose(1, 2), self.x_proj.weight)  # (B, T, R + 2N)
-        dt, Bm, Cm = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = self.dt_proj.weight @ dt.transpose(1, 2)  # (B, d_inner, T)
-        return delta, Bm.transpose(1, 2).contiguous(), Cm.transpose(1, 2).contiguous()
+    def _conv_seq_backend(self, scan_backend: str, device: torch.device) -> str:
+        """The sequence conv follows the scan: triton with triton, the PyTorch reference with
+        ref and chunked, causal-conv1d's kernel with mamba_ssm's scan when it is installed."""
+        if scan_backend == "triton":
+            return "triton"
+        if scan_backend == "mamba_ssm":
+            usable = backend_status(device, "conv")["causal_conv1d"] is None
+            return "causal_conv1d" if usable else resolve_backend("auto", device, "conv")
+        return "ref"
 
     def _mix(self, hidden: Tensor, state: MambaState | None) -> Tensor:
-        """The block on (B, T, d_model); fills ``state`` (conv inputs, last SSM state) when given."""
-        T = hidden.shape[1]
-        xz = self.in_proj.weight @ hidden.transpose(1, 2)  # (B, 2 * d_inner, T)
-        x, z = xz.chunk(2, dim=1)  # each (B, d_inner, T)
+        """The block on (B, T, d_model); fills ``state`` (conv inputs, last SSM state) when given.
+
+        Layouts (see the module docstring): in_proj writes xz channel-major, (2 d_inner, B T), in
+        one GEMM; x and z are (B, d_inner, T) views of it. The conv reads x in place and writes u
+        (B, d_inner, T) contiguous, the scan's layout; x_proj and dt_proj are batched GEMMs on it
+        whose outputs (x_dbl (B, R + 2N, T), delta (B, d_inner, T)) are in that layout too."""
+        Bsz, T, _ = hidden.shape
+        Di, R, N = self.d_inner, self.dt_rank, self.d_state
+        xz = self.in_proj.weight @ hidden.reshape(Bsz * T, -1).t()  # (2 Di, B T)
+        x, z = (t.permute(1, 0, 2) for t in xz.view(2 * Di, Bsz, T).split(Di))  # (B, Di, T) views
         if state is not None:
             state.conv.copy_(F.pad(x, (self.d_conv - T, 0)))  # last d_conv inputs, zeros before
-        x = F.silu(self.conv1d(x)[..., :T])  # causal depthwise conv
-        delta, Bm, Cm = self._ssm_inputs(x)
-        A = -torch.exp(self.A_log.float())  # (d_inner, N)
-        backend = self._backend("scan", hidden.device)
-        self.last_scan_backend = backend
+        scan_backend = self._backend("scan", hidden.device)
+        conv_backend = self._conv_seq_backend(scan_backend, hidden.device)
+        self.last_scan_backend, self.last_conv_backend = scan_backend, conv_backend
+        u = causal_conv1d(
+            x, self.conv1d.weight[:, 0], self.conv1d.bias, "silu", backend=conv_backend
+        )  # (B, Di, T)
+        x_dbl = torch.bmm(_shared(self.x_proj.weight, u), u)  # (B, R + 2N, T)
+        dt, Bm, Cm = x_dbl.split([R, N, N], dim=1)  # views: (B, R, T), (B, N, T), (B, N, T)
+        delta = torch.bmm(_shared(self.dt_proj.weight, u), dt)  # (B, Di, T), bias added in the scan
         out = selective_scan(
-            x,
+            u,
             delta,
-            A,
+            -torch.exp(self.A_log.float()),  # (Di, N)
             Bm,
             Cm,
             self.D.float(),
@@ -178,14 +236,14 @@ class Mamba(nn.Module):
             delta_bias=self.dt_proj.bias.float(),
             delta_softplus=True,
             return_last_state=state is not None,
-            backend=backend,
+            backend=scan_backend,
         )
         if state is not None:
             y, last = out
             state.ssm.copy_(last)
         else:
             y = out
-        return self.out_proj(y.transpose(1, 2))  # (B, T, d_model)
+        return OutProj.apply(y, self.out_proj.weight.to(y.dtype))  # (B, T, d_model)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self._mix(hidden, None)
@@ -225,7 +283,7 @@ class Mamba(nn.Module):
         R, N = self.dt_rank, self.d_state
         step_backend = self._backend("step", hidden.device)
         conv_backend = self._conv_backend(step_backend, hidden.device)
-        self.last_step_backend, self.last_conv_backend = step_backend, conv_backend
+        self.last_step_backend, self.last_conv_step_backend = step_backend, conv_backend
         xz = F.linear(hidden, self.in_proj.weight)  # (B, 2 * d_inner)
         x, z = xz[:, : self.d_inner], xz[:, self.d_inner :]  # views, each (B, d_inner)
         x = causal_conv1d_update(
@@ -269,7 +327,7 @@ class Mamba(nn.Module):
         if self.fused_step_reason(x, norm) is not None:
             self.last_decode_path = "unfused"
             return x + self.step(norm(x), state)
-        self.last_step_backend = self.last_conv_backend = "triton"
+        self.last_step_backend = self.last_conv_step_backend = "triton"
         triton_gemv = self.decode_gemv == "triton"
         self.last_decode_path = "fused-triton-gemv" if triton_gemv else "fused-cublas-gemv"
         if triton_gemv:

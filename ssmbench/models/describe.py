@@ -8,6 +8,7 @@ from typing import Any
 from ssmbench.errors import BadInput
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelSet
 from ssmbench.models.flops_match import match_model_set
+from ssmbench.models.official import OfficialMambaConfig
 from ssmbench.models.registry import get_model_set
 from ssmbench.models.size import flops_per_token, megabyte_stack_params, param_counts
 from ssmbench.models.zoo_sets import with_experts
@@ -39,11 +40,15 @@ def describe_model_set(model_set: ModelSet, seq_len: int | None = None) -> list[
     seq_len = seq_len or model_set.seq_len
     rows = []
     for name, cfg in model_set.models:
-        if isinstance(cfg, LMConfig):
+        counts = param_counts(cfg)
+        if isinstance(cfg, OfficialMambaConfig):
+            # the same network as ssmbench's LM of that shape: the same FLOPs
+            structure, d_model = f"mamba_ssm MambaLMHeadModel: {cfg.n_layer} x (mamba)", cfg.d_model
+            cfg = cfg.equivalent_lm()
+        elif isinstance(cfg, LMConfig):
             structure, d_model = describe_pattern(cfg.pattern), cfg.d_model
         else:
             structure, d_model = _megabyte_structure(cfg), cfg.d_global
-        counts = param_counts(cfg)
         rows.append(
             {
                 "name": name,

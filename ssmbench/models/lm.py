@@ -4,6 +4,12 @@ Token embedding -> a stack of pre-norm residual sub-layers (x + layer(LayerNorm(
 entry of ``cfg.pattern``: "attn", "ff", "mamba", "moe") -> final LayerNorm -> LM head (untied).
 Transformer = ("attn", "ff") * n, Mamba = ("mamba",) * 2n, Mamba-MLP = ("mamba", "ff") * n,
 MoE = ("attn", "moe") * n, MoE-Mamba = ("mamba", "moe") * n.
+
+The LM head has ``padded_vocab(vocab_size)`` rows, a multiple of HEAD_ROW_MULTIPLE: its GEMMs at
+GPT-2's 50257 rows run on slow unaligned kernels. The extra rows are zeros that nothing reads:
+the loss and the returned logits cover the real vocabulary only (``ssmbench.models.loss``), the
+rows get no gradient, and parameter counts leave them out (``padding_params``). The embedding is
+not padded (a lookup, no GEMM).
 """
 
 from __future__ import annotations
@@ -12,17 +18,24 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssmbench.layers.attention import CausalSelfAttention
 from ssmbench.layers.mamba import Mamba
 from ssmbench.layers.mlp import MLP
 from ssmbench.layers.moe import SwitchMoE
-from ssmbench.layers.norm import build_norm
+from ssmbench.layers.norm import add_norm, build_norm, norm_backend
 from ssmbench.models.cache import InferenceCache
 from ssmbench.models.config import LMConfig
+from ssmbench.models.loss import lm_loss
 from ssmbench.models.output import LMOutput
+
+HEAD_ROW_MULTIPLE = 64
+
+
+def padded_vocab(vocab_size: int) -> int:
+    """Rows of the LM head: vocab_size rounded up to a multiple of HEAD_ROW_MULTIPLE."""
+    return -(-vocab_size // HEAD_ROW_MULTIPLE) * HEAD_ROW_MULTIPLE
 
 
 def build_sublayer(kind: str, cfg: LMConfig) -> nn.Module:
@@ -51,10 +64,14 @@ class Residual(nn.Module):
         self.layer = build_sublayer(kind, cfg)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Any]:
+        y, stats = self.mix(self.norm(x))
+        return x + y, stats
+
+    def mix(self, h: Tensor) -> tuple[Tensor, Any]:
+        """The sub-layer on the normed input h (B, T, D): (its output, MoE routing stats or None)."""
         if self.kind == "moe":
-            y, stats = self.layer(self.norm(x))
-            return x + y, stats
-        return x + self.layer(self.norm(x)), None
+            return self.layer(h)
+        return self.layer(h), None
 
     def prefill(self, x: Tensor, state: Any, offset: int) -> Tensor:
         h = self.norm(x)
@@ -77,7 +94,12 @@ class Residual(nn.Module):
 
 
 class LM(nn.Module):
-    """idx (B, T) token ids -> LMOutput(logits (B, T, vocab), loss, aux_loss, moe_stats)."""
+    """idx (B, T) token ids -> LMOutput(logits (B, T, vocab), loss, aux_loss, moe_stats).
+
+    The logits are a view of the head's padded output (row stride ``padded_vocab``). The forward
+    fuses each residual add with the next norm (``ssmbench.layers.norm.add_norm``; the residual
+    stream stays in the parameters' dtype, fp32); ``norm_backend`` picks how ('auto': the fused
+    Triton kernel on CUDA); decoding (prefill, step) runs the blocks one by one."""
 
     def __init__(self, cfg: LMConfig) -> None:
         super().__init__()
@@ -85,13 +107,16 @@ class LM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Residual(kind, cfg) for kind in cfg.pattern)
         self.norm_f = build_norm(cfg.d_model, cfg.norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.d_model, padded_vocab(cfg.vocab_size), bias=False)
+        self.norm_backend = "auto"
+        self.last_norm_backend: str | None = None
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Weights N(0, 0.02); residual output projections N(0, 0.02 / sqrt(#sub-layers)) (GPT-2);
-        Mamba's dt/A/D parameters keep their own init; norms ones/zeros; conv PyTorch default."""
+        Mamba's dt/A/D parameters keep their own init; norms ones/zeros; conv PyTorch default;
+        the LM head's padding rows zeros."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)) and not getattr(
                 module.weight, "_no_reinit", False
@@ -105,18 +130,30 @@ class LM(nn.Module):
         for p in self.parameters():
             if getattr(p, "_residual_out", False):
                 nn.init.normal_(p, std=residual_std)
+        nn.init.zeros_(self.lm_head.weight[self.cfg.vocab_size :])
+
+    def padding_params(self) -> int:
+        """Parameters that exist only as padding (the LM head's rows past the vocabulary)."""
+        return (self.lm_head.weight.shape[0] - self.cfg.vocab_size) * self.cfg.d_model
+
+    def _logits(self, x: Tensor) -> Tensor:
+        """x (..., D) -> logits over the padded head rows (..., padded_vocab)."""
+        return self.lm_head(self.norm_f(x))
 
     def forward(self, idx: Tensor, targets: Tensor | None = None) -> LMOutput:
-        x = self.embed(idx)  # (B, T, D)
-        stats = []
+        x = self.embed(idx)  # (B, T, D): the residual stream
+        backend = norm_backend(self.norm_backend, self.norm_f, x.device)
+        self.last_norm_backend = backend
+        y, stats = None, []
         for block in self.blocks:
-            x, s = block(x)
+            h, x = add_norm(y, x, block.norm, backend)  # x <- x + y; h = norm(x)
+            y, s = block.mix(h)
             if s is not None:
                 stats.append(s)
-        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1))
+        h, _ = add_norm(y, x, self.norm_f, backend)
+        logits = self.lm_head(h)  # (B, T, V_pad)
+        V = self.cfg.vocab_size
+        loss = lm_loss(logits, targets, V) if targets is not None else None
         aux = sum((s.lb_loss for s in stats), logits.new_zeros((), dtype=torch.float32))
         moe_stats = [
             {
@@ -127,7 +164,7 @@ class LM(nn.Module):
             }
             for s in stats
         ]
-        return LMOutput(logits, loss, self.cfg.lb_loss_weight * aux, moe_stats)
+        return LMOutput(logits[..., :V], loss, self.cfg.lb_loss_weight * aux, moe_stats)
 
     def allocate_inference_cache(
         self, batch_size: int, max_seqlen: int, dtype: torch.dtype | None = None
@@ -153,7 +190,7 @@ class LM(nn.Module):
         for block, state in zip(self.blocks, cache.layer_states, strict=True):
             x = block.prefill(x, state, cache.seqlen_offset)
         cache.advance(T)
-        return self.lm_head(self.norm_f(x))
+        return self._logits(x)[..., : self.cfg.vocab_size]
 
     def step(self, idx_t: Tensor, cache: InferenceCache) -> Tensor:
         """idx_t (B,) one token per sequence -> logits (B, V); cache advanced by 1."""
@@ -163,10 +200,11 @@ class LM(nn.Module):
         for block, state in zip(self.blocks, cache.layer_states, strict=True):
             x = block.step(x, state, pos)
         cache.advance(1)
-        return self.lm_head(self.norm_f(x))
+        return self._logits(x)[..., : self.cfg.vocab_size]
 
     def kernel_paths(self) -> dict[str, str]:
-        """Which scan/step backend and MoE dispatch path last ran (only for the kinds present)."""
+        """Which scan/conv/step/norm backends and MoE dispatch path last ran (only for the kinds
+        present)."""
         paths: dict[str, str] = {}
         for block in self.blocks:
             layer = block.layer
@@ -176,11 +214,15 @@ class LM(nn.Module):
                 if layer.last_step_backend:
                     paths["step_backend"] = layer.last_step_backend
                 if layer.last_conv_backend:
-                    paths["conv_step_backend"] = layer.last_conv_backend
+                    paths["conv_backend"] = layer.last_conv_backend
+                if layer.last_conv_step_backend:
+                    paths["conv_step_backend"] = layer.last_conv_step_backend
                 if layer.last_decode_path:
                     paths["mamba_decode"] = layer.last_decode_path
             elif isinstance(layer, SwitchMoE) and layer.last_dispatch:
                 paths["moe_dispatch"] = layer.last_dispatch
+        if self.last_norm_backend:
+            paths["norm_backend"] = self.last_norm_backend
         return paths
 
     def embedding_modules(self) -> list[nn.Module]:

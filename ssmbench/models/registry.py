@@ -13,6 +13,7 @@ from ssmbench.models.byte_sets import BYTE_MODEL_SETS
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig, ModelSet
 from ssmbench.models.lm import LM
 from ssmbench.models.megabyte import MegaByte
+from ssmbench.models.official import OfficialMambaConfig, OfficialMambaLM
 from ssmbench.models.zoo_sets import ZOO_MODEL_SETS
 
 
@@ -31,12 +32,16 @@ def _skip_init() -> Iterator[None]:
             setattr(nn.init, n, fn)
 
 
-def build_model(cfg: ModelConfig, device: torch.device | str | None = None) -> LM | MegaByte:
-    """LMConfig -> LM; MegaByteConfig -> MegaByte. device "meta": shapes only, no memory, no
-    init (for counting parameters and FLOPs of the largest sets in milliseconds)."""
-    if not isinstance(cfg, (LMConfig, MegaByteConfig)):
+def build_model(
+    cfg: ModelConfig | OfficialMambaConfig, device: torch.device | str | None = None
+) -> LM | MegaByte | OfficialMambaLM:
+    """LMConfig -> LM; MegaByteConfig -> MegaByte; OfficialMambaConfig -> OfficialMambaLM
+    (BackendUnavailable without mamba_ssm). device "meta": shapes only, no memory, no init (for
+    counting parameters and FLOPs of the largest sets in milliseconds)."""
+    classes = ((LMConfig, LM), (MegaByteConfig, MegaByte), (OfficialMambaConfig, OfficialMambaLM))
+    model_cls = next((cls for kind, cls in classes if isinstance(cfg, kind)), None)
+    if model_cls is None:
         raise TypeError(f"no model for config type {type(cfg).__name__}")
-    model_cls = LM if isinstance(cfg, LMConfig) else MegaByte
     if device is None:
         return model_cls(cfg)
     on_meta = torch.device(device).type == "meta"

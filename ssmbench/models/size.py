@@ -9,7 +9,8 @@ feed-forward, the router and one expert for MoE, Mamba's in/x/dt/out projections
 the LM head (embedding lookups are free); plus, per attention layer, 4 * context * d_model for the
 scores and the weighted sum over the full context (no halving for the causal mask, as in the
 PaLM/Chinchilla convention); plus, per Mamba layer, the scan's FLOPs (9 per state element, D skip,
-z gate). Norms, softmax, activations and residual adds are not counted. Training is about 3x this.
+z gate). Norms, softmax, activations and residual adds are not counted, nor padding rows of the LM
+head. Training is about 3x this.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ssmbench.layers.moe import SwitchMoE
 from ssmbench.models.config import LMConfig, MegaByteConfig, ModelConfig
 from ssmbench.models.lm import LM
 from ssmbench.models.megabyte import MegaByte
+from ssmbench.models.official import OfficialMambaConfig, official_available
 from ssmbench.models.registry import build_model
 
 
@@ -52,14 +54,26 @@ def _params(modules: list[nn.Module]) -> list[nn.Parameter]:
     return [p for m in modules for p in m.parameters()]
 
 
-def param_counts(model_or_cfg: LM | MegaByte | ModelConfig) -> ParamCounts:
+def _padding(model: nn.Module) -> int:
+    """Parameters of the model's padding rows (all in its embedding modules), 0 without any."""
+    padding = getattr(model, "padding_params", None)
+    return int(padding()) if callable(padding) else 0
+
+
+def param_counts(model_or_cfg: nn.Module | ModelConfig | OfficialMambaConfig) -> ParamCounts:
     """Count a built model, or the model a config describes (built on the meta device).
 
     Embedding parameters are the model's ``embedding_modules()``; an MoE layer's inactive
-    parameters are all its experts but one."""
+    parameters are all its experts but one; a model's ``padding_params()`` (rows that exist only to
+    pad a GEMM, such as the LM head's past the vocabulary) count nowhere: the counts are the real
+    model's. mamba_ssm's model (OfficialMambaConfig) is built on the meta device when mamba_ssm
+    imports, else counted as ssmbench's LM of the same shape."""
+    if isinstance(model_or_cfg, OfficialMambaConfig) and official_available() is not None:
+        model_or_cfg = model_or_cfg.equivalent_lm()
     model = _built(model_or_cfg)
-    total = _numel(list(model.parameters()))
-    embed = _numel(_params(model.embedding_modules()))
+    padding = _padding(model)
+    total = _numel(list(model.parameters())) - padding
+    embed = _numel(_params(model.embedding_modules())) - padding
     inactive = sum(
         _numel(list(m.parameters())) - m.active_params() for m in model.modules() if isinstance(m, SwitchMoE)
     )
@@ -85,7 +99,8 @@ def lm_flops_per_token(model_or_cfg: LM | LMConfig, seq_len: int) -> int:
         raise ValueError(f"seq_len must be positive, got {seq_len}")
     model = _built(model_or_cfg)
     layers = [block.layer for block in model.blocks]
-    return sum(layer.flops_per_token(seq_len) for layer in layers) + 2 * model.lm_head.weight.numel()
+    head = model.lm_head.weight.numel() - _padding(model)  # the real vocabulary's rows only
+    return sum(layer.flops_per_token(seq_len) for layer in layers) + 2 * head
 
 
 def megabyte_flops_per_byte(model_or_cfg: MegaByte | MegaByteConfig, seq_len: int) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from rich.table import Table
 
+from ssmbench.models.official import display_name
 from ssmbench.report.figures import save_png
 from ssmbench.report.tables import fmt, markdown_table, rich_table
 from ssmbench.results import SUMMARY_MD, LoadedRun, atomic_write_text
@@ -35,11 +36,12 @@ CONSOLE_COLUMNS = (
 
 
 def generate_rows(run: LoadedRun) -> pd.DataFrame:
-    """The 'generate' rows, with peak memory in GiB."""
+    """The 'generate' rows, with peak memory in GiB and display names (mamba (mamba_ssm))."""
     df = run.metrics
     if df.empty or "measurement" not in df:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
     gen = df[df["measurement"] == "generate"].copy()
+    gen["model"] = gen["model"].map(display_name)
     if "peak_mem_bytes" in gen:
         gen["peak_mem_gib"] = gen["peak_mem_bytes"] / 2**30
     for c in TABLE_COLUMNS:

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ssmbench.errors import ResultsError
+from ssmbench.models.official import display_name
 from ssmbench.report.figures import save_png
 from ssmbench.report.tables import fmt, markdown_table
 from ssmbench.results import SUMMARY_MD, LoadedRun, atomic_write_text
@@ -112,12 +113,12 @@ def _headline_final(s: dict[str, Any]) -> str:
 
 
 def results_rows(summary: list[dict[str, Any]]) -> pd.DataFrame:
-    """The compact results table: one row per model, text cells."""
+    """The compact results table: one row per model (shown by display name), text cells."""
     rows = []
     for s in summary:
         head = s.get("headline", "eval")
         rows.append({
-            "model": s["name"],
+            "model": display_name(s["name"]),
             "params (non-emb total / active)": _params(s),
             "seeds": _seeds(s),
             "eval loss": _interval(s.get("final_eval_loss_mean"), s.get("final_eval_loss_ci95")),

@@ -27,9 +27,10 @@ from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
 from ssmbench.data import DataRequest, EvalSet, Tokenizer, TrainingData, default_workers, open_training_data
 from ssmbench.device import is_oom, resolve_device
-from ssmbench.errors import BadInput, ResultsError
+from ssmbench.errors import BackendUnavailable, BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.describe import describe_model_set
+from ssmbench.models.official import OfficialMambaConfig, with_references
 from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.models.zoo_sets import with_experts
 from ssmbench.progress import NullProgress, Progress
@@ -37,7 +38,7 @@ from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
 from ssmbench.train.batches import PrefetchedBatches, for_seed
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
+from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, adamw_kind, make_optimizer, train_model
 from ssmbench.train.metrics import peak_memory, reset_peak_memory
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
 from ssmbench.train.summary import SummarySetup, build_summary
@@ -140,6 +141,7 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
             raise BadInput(f"--experts: preset {preset.name!r} has no MoE models")
         model_set = with_experts(model_set, req.experts)
     names = list(req.models) if req.models else model_set.names()
+    model_set = with_references(model_set, names)  # NAME@mamba_ssm: mamba_ssm's model of NAME's size
     unknown = [n for n in names if n not in model_set.names()]
     if unknown:
         raise BadInput(f"unknown model {unknown[0]!r} in preset {preset.name!r}; "
@@ -172,7 +174,7 @@ def plan_compare(req: CompareRequest) -> ComparePlan:
 
 def _adapt(name: str, cfg: ModelConfig, tok: Tokenizer, seq_len: int) -> ModelConfig:
     """The config with the tokenizer's vocabulary and room for ``seq_len`` positions."""
-    if isinstance(cfg, LMConfig):
+    if isinstance(cfg, (LMConfig, OfficialMambaConfig)):
         cfg = replace(cfg, vocab_size=tok.vocab_size)
     elif cfg.vocab_size != tok.vocab_size:
         raise BadInput(f"model {name!r} reads bytes (vocab {cfg.vocab_size}); use --tokenizer bytes")
@@ -326,7 +328,7 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
         folder.write_manifest(
             config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
             ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
-            extra={**prep.describe(), "paper": paper,
+            extra={**prep.describe(), "paper": paper, "optimizer": adamw_kind(dev),
                    "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
         )  # fmt: skip
     results.save()
@@ -376,6 +378,8 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
         train_model(model, batches or data.train, prep.eval_set, cfg, dev, run, opt, hooks)
+    except BackendUnavailable as e:  # the mamba_ssm reference without mamba_ssm or CUDA: a row, not a crash
+        run.status, run.error = "unavailable", str(e)
     except KeyboardInterrupt:
         run.status = "interrupted"
         results.save()

@@ -69,15 +69,36 @@ class TrainHooks:
     checkpoint: Callable[[ModelRun, nn.Module, torch.optim.Optimizer], None] = lambda run, m, o: None
 
 
+def adamw_kind(device: torch.device) -> dict[str, Any]:
+    """The AdamW implementation used on ``device`` (recorded in manifests): the fused kernel on
+    CUDA (one kernel for all parameters), the multi-tensor ``foreach`` one elsewhere."""
+    fused = device.type == "cuda"
+    return {"name": "AdamW", "fused": fused, "foreach": not fused}
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only, never on params flagged ``_no_weight_decay``."""
+    """AdamW (``adamw_kind`` of the model's device); weight decay on matrices only, never on
+    params flagged ``_no_weight_decay``."""
     decay, no_decay = [], []
     for p in model.parameters():
         if not p.requires_grad:
             continue
         (decay if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False) else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    device = next(model.parameters()).device
+    kind = adamw_kind(device)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=kind["fused"], foreach=kind["foreach"]
+    )
+
+
+def optimizer_record(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """{name, fused, foreach} of a built optimizer, as ``adamw_kind`` describes it."""
+    return {
+        "name": type(opt).__name__,
+        "fused": bool(opt.defaults.get("fused")),
+        "foreach": bool(opt.defaults.get("foreach")),
+    }
 
 
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager[Any]:

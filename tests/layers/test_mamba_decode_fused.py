@@ -41,7 +41,7 @@ def test_fused_decode_equals_forward(step_backend, d_conv, batch, splits, device
         full = m(x)
         for split in splits:
             assert_close(decode(m, x, split), full, 1e-4, f"{step_backend}: prefill {split} + steps")
-    assert (m.last_step_backend, m.last_conv_backend) == (step_backend, step_backend)
+    assert (m.last_step_backend, m.last_conv_step_backend) == (step_backend, step_backend)
 
 
 def test_triton_step_matches_ref_step_in_bf16(device):

@@ -15,7 +15,15 @@ from ssmbench.models.registry import build_model
 from ssmbench.train import loop
 from ssmbench.train.checkpoint import load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import ModelRun, TrainHooks, evaluate, make_optimizer, train_model
+from ssmbench.train.loop import (
+    ModelRun,
+    TrainHooks,
+    adamw_kind,
+    evaluate,
+    make_optimizer,
+    optimizer_record,
+    train_model,
+)
 from ssmbench.train.metrics import peak_memory
 
 CPU = torch.device("cpu")
@@ -149,3 +157,12 @@ def test_weight_decay_groups_and_peak_memory() -> None:
     assert opt.param_groups[0]["weight_decay"] == 0.1 and opt.param_groups[1]["weight_decay"] == 0.0
     mem, kind = peak_memory(CPU)
     assert kind == "cpu_peak_rss" and mem > 10 * 2**20
+
+
+def test_optimizer_is_foreach_on_cpu_fused_on_cuda() -> None:
+    opt = make_optimizer(_model(("mamba",)), _cfg())
+    assert optimizer_record(opt) == {"name": "AdamW", "fused": False, "foreach": True} == adamw_kind(CPU)
+    assert adamw_kind(torch.device("cuda")) == {"name": "AdamW", "fused": True, "foreach": False}
+    if torch.cuda.is_available():
+        fused = make_optimizer(_model(("mamba",)).cuda(), _cfg())
+        assert optimizer_record(fused) == adamw_kind(torch.device("cuda"))
