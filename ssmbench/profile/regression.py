@@ -12,7 +12,9 @@ when both ratios are under 1 - max_regression and the opposite test has p < p_th
 do not confirm it, otherwise 'ok'. A row
 whose correctness check fails now is 'incorrect' (a failure, never a speed-up); a row that
 ran in the baseline and errors or runs out of memory now is 'FAILED'; a row that cannot be
-compared (skipped here, or not measured in the baseline) is 'missing'.
+compared (skipped here, not rerun, or not measured in the baseline) is 'missing', with the reason
+in its note, and fails the gate too unless missing rows are allowed (``--allow-missing``): a
+backend that stopped working must not turn the gate green.
 
 With normalize='ceilings', the current samples are scaled by (copy bandwidth now /
 copy bandwidth in the baseline), both measured in their own run, so a machine of the same
@@ -68,7 +70,12 @@ class GateRow:
 
     @property
     def failing(self) -> bool:
+        """Regressed, incorrect or failed (whatever the policy on missing rows)."""
         return self.verdict in FAILING
+
+    def fails(self, allow_missing: bool = False) -> bool:
+        """Whether this row fails the gate: ``failing``, or missing when missing rows are not allowed."""
+        return self.failing or (self.verdict == "missing" and not allow_missing)
 
 
 def normalize_scale(rule: GateRule, baseline_ceilings: Mapping[str, object],
@@ -137,9 +144,9 @@ def compare(baseline: Baseline, results: Sequence[RowResult], rule: GateRule, sc
     return out
 
 
-def exit_code(rows: Sequence[GateRow]) -> int:
-    """1 when any row regressed, is incorrect or failed; else 0."""
-    return 1 if any(r.failing for r in rows) else 0
+def exit_code(rows: Sequence[GateRow], allow_missing: bool = False) -> int:
+    """1 when any row regressed, is incorrect or failed, or is missing (unless ``allow_missing``); else 0."""
+    return 1 if any(r.fails(allow_missing) for r in rows) else 0
 
 
 def gate_records(rows: Sequence[GateRow]) -> list[dict[str, object]]:

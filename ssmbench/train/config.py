@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -57,7 +58,7 @@ class TrainConfig:
                 raise BadInput(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.grad_accum <= 0 or self.batch_size % self.grad_accum:
             raise BadInput(f"grad accumulation {self.grad_accum} must divide batch size {self.batch_size}")
-        if self.lr <= 0:
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise BadInput(f"lr must be positive, got {self.lr}")
         if self.checkpoint_every < 0:
             raise BadInput(f"checkpoint-every must be >= 0, got {self.checkpoint_every}")
@@ -73,6 +74,15 @@ class TrainConfig:
             raise BadInput(f"amp must be bf16 or none, got {self.amp!r}")
         if self.eval_stride is not None and self.eval_stride <= 0:
             raise BadInput(f"eval-stride must be positive, got {self.eval_stride}")
+        for name, within, rule in (
+            ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v >= 0, ">= 0"),
+            ("beta1", lambda v: 0 <= v < 1, "in [0, 1)"), ("beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("warmup_frac", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("min_lr_frac", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and within(value)):
+                raise BadInput(f"{name.replace('_', '-')} must be a finite number {rule}, got {value}")
 
     @property
     def warmup_steps(self) -> int:
