@@ -40,8 +40,8 @@ def gen_defaults(model_set: str | None) -> GenDefaults:
 
 def describe_defaults() -> str:
     """'gen-smoke: 64 bytes at batch sizes 1,4; ...' for the CLI's help text."""
-    named = ("gen-smoke", "gen-small", "gen-paper")
-    return "; ".join(
-        f"{n}: {GEN_DEFAULTS[n].gen_len} bytes at batch sizes {','.join(map(str, GEN_DEFAULTS[n].batch_sizes))}"
-        for n in named
-    )
+    parts = []
+    for name in ("gen-smoke", "gen-small", "gen-paper"):
+        d = GEN_DEFAULTS[name]
+        parts.append(f"{name}: {d.gen_len} bytes at batch sizes {','.join(map(str, d.batch_sizes))}")
+    return "; ".join(parts)
