@@ -3,9 +3,9 @@ them back. Tasks write through this module; ``ssmbench.report`` renders what it 
 
 Every write is atomic (temp file in the same folder, then ``os.replace``), so a run
 interrupted with Ctrl-C leaves either the previous or the new version of each file. A run holds
-an OS lock on its folder (``flock`` on ``.ssmbench.lock``) while it writes, so a second run
-aimed at the same folder stops at once; the OS drops the lock when the process dies, so the
-lock file a killed run leaves behind blocks nobody.
+an OS lock on its folder (``flock`` on the folder itself) while it writes, so a second run aimed
+at the same folder stops at once; the OS drops the lock when the process dies, so a killed run
+blocks nobody.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ SUMMARY_MD = "summary.md"
 # kernel-profile: every row's timing samples, and the regression gate's verdicts
 SAMPLES_JSON = "samples.json"
 GATE_CSV = "gate.csv"
-LOCK_FILE = ".ssmbench.lock"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -101,23 +100,19 @@ def writable_folder(path: Path, what: str = "--out") -> Path:
 
 
 def _lock(path: Path) -> int:
-    """Open and ``flock`` the folder's lock file without waiting -> its descriptor; ResultsError
-    naming the holder when another process has it."""
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    """Open the folder itself and ``flock`` it without waiting -> the descriptor; ResultsError
+    when another process holds it. (No lock file: nothing is left behind, and the OS drops the
+    lock of a process that dies.)"""
+    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise ResultsError(f"cannot lock {path}: {e.strerror or e}") from None
         raise ResultsError(
-            f"{path} is being written by another ssmbench run ({holder}); wait for it or choose "
-            "another --out"
+            f"{path} is being written by another ssmbench run; wait for it to finish or choose another --out"
         ) from None
-    stamp = datetime.now().isoformat(timespec="seconds")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} since {stamp}\n".encode(), 0)
     return fd
 
 
