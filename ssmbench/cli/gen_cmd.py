@@ -90,6 +90,8 @@ def gen_speed_command(
         help="First check, for every model, that cached decoding gives the forward pass's logits far "
              "past the prompt (float32, weights that make the state matter); exit 1 if not.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for weights and prompt.")] = 0,
+    threads: Annotated[int | None, typer.Option(
+        help="torch CPU threads for a CPU run (default: the preset's; gen-smoke 1, else PyTorch's).")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default results/gen-speed-<time>).")
     ] = None,
@@ -113,6 +115,7 @@ def gen_speed_command(
         sampling=Sampling(greedy=not sample, temperature=temperature, top_k=top_k),
         verify=verify,
         seed=seed,
+        threads=threads if threads is not None else defaults.cpu_threads,
     )
     result = run_gen_speed(config, out, progress=progress_for(json_out))
     run = None

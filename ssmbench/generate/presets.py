@@ -12,13 +12,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GenDefaults:
-    """gen_len: bytes generated per sequence; batch_sizes: sequences decoded together."""
+    """gen_len: bytes generated per sequence; batch_sizes: sequences decoded together;
+    cpu_threads: torch threads on a CPU device (None: PyTorch's default). The tiny models run one
+    thread: their kernels are microseconds long, and several threads on a shared machine wait on
+    each other at every op (20x slower on two busy cores)."""
 
     gen_len: int
     batch_sizes: tuple[int, ...]
+    cpu_threads: int | None = None
 
 
-SMOKE = GenDefaults(gen_len=64, batch_sizes=(1, 4))
+SMOKE = GenDefaults(gen_len=64, batch_sizes=(1, 4), cpu_threads=1)
 SMALL = GenDefaults(gen_len=2048, batch_sizes=(1, 8, 64))
 PAPER = GenDefaults(gen_len=8192, batch_sizes=(1, 8, 64))
 

@@ -13,7 +13,9 @@ row), with MegaByte's global model counted once per patch (divided by P).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,7 @@ class GenSpeedConfig:
     seed: int = 0
     n_probes: int = 16
     window: int = 16
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -74,6 +77,8 @@ class GenSpeedConfig:
             dtype_name(self.dtype)  # BadInput when unknown
         if self.n_probes < 0 or self.window < 1:
             raise BadInput("probes must be >= 0 and the probe window >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"--threads must be at least 1, got {self.threads}")
 
     @property
     def effective_prompt_len(self) -> int:
@@ -332,9 +337,25 @@ def _prompt(config: GenSpeedConfig, device: torch.device) -> torch.Tensor:
 def run_gen_speed(
     config: GenSpeedConfig, out: Path | None = None, *, progress: Progress | None = None
 ) -> GenSpeedRun:
-    """Verify (when asked), then measure every model and batch size; write the results folder."""
-    with progress or NullProgress() as shown:
+    """Verify (when asked), then measure every model and batch size; write the results folder.
+    On a CPU device with ``config.threads`` set, torch runs that many threads meanwhile."""
+    device = resolve_device(config.device)
+    with cpu_threads(device, config.threads), progress or NullProgress() as shown:
         return _run(config, out, shown)
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count set to ``threads`` on a CPU device, restored after."""
+    if device.type != "cpu" or threads is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _run(config: GenSpeedConfig, out: Path | None, progress: Progress) -> GenSpeedRun:
