@@ -18,7 +18,7 @@ from ssmbench.report.compare import (
     final_table,
     run_differences,
 )
-from ssmbench.report.registry import renderer_for
+from ssmbench.report.registry import final_results_for, renderer_for
 from ssmbench.report.tables import rich_table
 from ssmbench.results import RunFolder, atomic_write_text, load_run, writable_folder
 
@@ -77,7 +77,8 @@ def compare_command(
         return
     for w in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
-    console.print(final_table(final, f"{a.kind}: final results, A = {run_a}, B = {run_b}"))
+    keys = [shown for _, shown in final_results_for(a.kind).keys]
+    console.print(final_table(final, f"{a.kind}: final results, A = {run_a}, B = {run_b}", keys))
     if rows is not None:
         ratio_cols = [c for c in rows.columns if c.endswith("_ratio")]
         keys = [c for c in rows.columns if not c.endswith(("_a", "_b", "_ratio"))]

@@ -60,7 +60,10 @@ def final_results(run: LoadedRun) -> pd.DataFrame:
             if col.ci is not None:
                 row[f"{col.name} ci95"] = rec.get(col.ci)
         rows.append(row)
-    return pd.DataFrame(rows, columns=[s for _, s in spec.keys] + [c.name for c in spec.columns])
+    columns = [s for _, s in spec.keys]
+    for col in spec.columns:
+        columns += [col.name] if col.ci is None else [col.name, f"{col.name} ci95"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def compare_final(a: LoadedRun, b: LoadedRun) -> pd.DataFrame:
@@ -87,9 +90,16 @@ def compare_final(a: LoadedRun, b: LoadedRun) -> pd.DataFrame:
             both = _present(row["A"]) and _present(row["B"]) and row["A"] != 0
             row["B/A"] = row["B"] / row["A"] if both else None
             if col.ci is not None:
-                row["A ci95"], row["B ci95"] = r.get(f"{col.name} ci95 A"), r.get(f"{col.name} ci95 B")
+                row["A ci95"], row["B ci95"] = (_interval(r.get(f"{col.name} ci95 {side}")) for side in "AB")
             out.append(row)
     return pd.DataFrame(out)
+
+
+def _interval(value: Any) -> list[float] | None:
+    """[low, high] when ``value`` is one, else None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_present(v) for v in value):
+        return [float(v) for v in value]
+    return None
 
 
 def _number(value: Any) -> float | None:
@@ -109,18 +119,34 @@ def _cell(row: pd.Series, side: str) -> str:
     return text
 
 
-def final_table(final: pd.DataFrame, title: str) -> Table:
-    """One line per (row, metric): keys and setup columns on the first line of each row."""
+def _compact(value: Any) -> str:
+    """Cell text; counts of a million and more in millions ('3.15M')."""
+    if isinstance(value, (int, float)) and _present(value) and abs(value) >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    return fmt(value)
+
+
+def final_table(final: pd.DataFrame, title: str, keys: list[str]) -> Table:
+    """One line per (row, metric); per row, the ``keys`` and a 'setup' cell holding the columns
+    compared without a ratio (parameter counts, status: 'A -> B' where the runs differ)."""
     table = Table(title=title, show_lines=False)
-    fixed = [c for c in final.columns if c not in ("metric", "A", "B", "B/A", "A ci95", "B ci95")]
-    for c in [*fixed, "metric", "A", "B", "B/A"]:
-        table.add_column(c, justify="right" if c in ("A", "B", "B/A") else "left")
+    info = [c for c in final.columns if c not in (*keys, "metric", "A", "B", "B/A", "A ci95", "B ci95")]
+    for c in keys:
+        table.add_column(c, overflow="fold")
+    if info:
+        table.add_column("setup", min_width=12)
+    for c in ("metric", "A", "B", "B/A"):
+        # numbers stay whole on one line
+        table.add_column(c, justify="left" if c == "metric" else "right", no_wrap=c != "metric")
     previous = None
     for i, (_, r) in enumerate(final.iterrows()):
-        ident = tuple(str(r[c]) for c in fixed)
-        last = i + 1 == len(final) or tuple(str(final.iloc[i + 1][c]) for c in fixed) != ident
-        shown = [escape(fmt(r[c])) for c in fixed] if ident != previous else ["" for _ in fixed]
-        table.add_row(*shown, str(r["metric"]), _cell(r, "A"), _cell(r, "B"), fmt(r["B/A"]), end_section=last)
+        ident = tuple(str(r[c]) for c in keys)
+        last = i + 1 == len(final) or tuple(str(final.iloc[i + 1][c]) for c in keys) != ident
+        first = ident != previous
+        cells = [escape(fmt(r[c])) if first else "" for c in keys]
+        if info:
+            cells.append("\n".join(escape(f"{c}: {_compact(r[c])}") for c in info) if first else "")
+        table.add_row(*cells, str(r["metric"]), _cell(r, "A"), _cell(r, "B"), fmt(r["B/A"]), end_section=last)
         previous = ident
     return table
 

@@ -86,7 +86,6 @@ FINAL_RESULTS: dict[str, FinalResults] = {
             FinalColumn("ms (median)", ("ms_median",)),
             FinalColumn("TFLOP/s", ("tflops",)),
             FinalColumn("GB/s", ("gbps",)),
-            FinalColumn("rel_err", ("rel_err",), ratio=False),
         ),
     ),
 }
