@@ -2,17 +2,23 @@
 them back. Tasks write through this module; ``ssmbench.report`` renders what it reads back.
 
 Every write is atomic (temp file in the same folder, then ``os.replace``), so a run
-interrupted with Ctrl-C leaves either the previous or the new version of each file.
+interrupted with Ctrl-C leaves either the previous or the new version of each file. A run holds
+an OS lock on its folder (``flock`` on the folder itself) while it writes, so a second run aimed
+at the same folder stops at once; the OS drops the lock when the process dies, so a killed run
+blocks nobody.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,20 +84,67 @@ def default_run_dir(kind: str, root: Path = Path("results")) -> Path:
     return root / f"{kind}-{stamp}"
 
 
+def writable_folder(path: Path, what: str = "--out") -> Path:
+    """Create ``path`` (and parents) and prove a file can be written in it; ResultsError
+    (one line) when it exists as a file, or cannot be created or written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ResultsError(f"{what} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ResultsError(f"{what} {path} cannot be written: {e.strerror or e}") from None
+    return path
+
+
+def _lock(path: Path) -> int:
+    """Open the folder itself and ``flock`` it without waiting -> the descriptor; ResultsError
+    when another process holds it. (No lock file: nothing is left behind, and the OS drops the
+    lock of a process that dies.)"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise ResultsError(f"cannot lock {path}: {e.strerror or e}") from None
+        raise ResultsError(
+            f"{path} is being written by another ssmbench run; wait for it to finish or choose another --out"
+        ) from None
+    return fd
+
+
 @dataclass
 class RunFolder:
-    """A results folder being written. ``kind`` names the command that made it."""
+    """A results folder being written. ``kind`` names the command that made it.
+
+    ``create`` takes the folder's lock; it is held until ``close()`` (or the end of a ``with``
+    block), or until the object is garbage collected or the process ends.
+    """
 
     path: Path
     kind: str
+    _release: weakref.finalize | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def create(cls, kind: str, out: Path | None = None) -> RunFolder:
-        path = Path(out) if out is not None else default_run_dir(kind)
-        if path.exists() and not path.is_dir():
-            raise ResultsError(f"--out {path} exists and is not a folder")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path=path, kind=kind)
+        path = writable_folder(Path(out) if out is not None else default_run_dir(kind))
+        folder = cls(path=path, kind=kind)
+        folder._release = weakref.finalize(folder, os.close, _lock(path))
+        return folder
+
+    def close(self) -> None:
+        """Release the folder's lock (idempotent)."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def write_manifest(
         self,

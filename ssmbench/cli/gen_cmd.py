@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, err_console, print_json
 from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
+from ssmbench.generate.presets import describe_defaults, gen_defaults
 from ssmbench.generate.sampling import Sampling
 from ssmbench.generate.speed import GenSpeedConfig, run_gen_speed, select_models
 from ssmbench.generate.verify import VerifyResult
@@ -40,12 +42,18 @@ def read_prompt(path: Path) -> bytes:
 
 
 def verify_table(results: list[VerifyResult]) -> Table:
-    table = Table(title="cached decoding (prefill + steps) against the forward pass, float32")
-    for c in ("model", "path", "max |diff|", "relative", "tolerance", "result"):
+    dtype = results[0].dtype if results else "float32"
+    table = Table(
+        title=f"cached decoding (prefill + steps) against the forward pass, {dtype}",
+        caption="error: worst position's relative difference of the logits (must be <= tolerance); "
+        "sensitivity: how far the prompt moves the second half's logits (must be >= minimum)",
+    )
+    for c in ("model", "path", "positions", "error", "tolerance", "sensitivity", "minimum", "result"):
         table.add_column(c)
     for r in results:
-        ok = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
-        table.add_row(r.model, r.path, fmt(r.max_abs_diff), fmt(r.rel_diff), fmt(r.tolerance), ok)
+        ok = "[green]pass[/]" if r.passed else f"[bold red]FAIL[/] {escape(r.reason)}"
+        table.add_row(r.model, escape(r.path), f"{r.prefill_len - 1}..{r.seq_len - 1}", fmt(r.error),
+                      fmt(r.tolerance), fmt(r.sensitivity), fmt(r.min_sensitivity), ok)
     return table
 
 
@@ -53,15 +61,19 @@ def verify_table(results: list[VerifyResult]) -> Table:
 @cli_errors
 def gen_speed_command(
     preset: Annotated[
-        str | None, typer.Option(help="Model set (gen-smoke, gen-small, gen-paper, bytes-*...).")
+        str | None, typer.Option(help="Model set (gen-smoke, gen-small, gen-paper, bytes-*...; default "
+                                 "gen-smoke unless --models names models of another set).")
     ] = None,
     models: Annotated[
         str | None,
         typer.Option(help="Comma-separated model names (from --preset, or any set); NAME@mamba_ssm is "
                      "mamba_ssm's own model of NAME's size, decoded by its generate(cg=True)."),
     ] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64",
-    gen_len: Annotated[int, typer.Option(help="Bytes to generate per sequence.")] = 8192,
+    batch_sizes: Annotated[str | None, typer.Option(
+        help="Comma-separated batch sizes (default: the preset's, see --gen-len).")] = None,
+    gen_len: Annotated[int | None, typer.Option(
+        help=f"Bytes to generate per sequence. Defaults by preset: {describe_defaults()}; "
+             "other sets 8192 bytes at 1,8,64.")] = None,
     prompt_len: Annotated[int, typer.Option(help="Random prompt length in bytes.")] = 16,
     prompt_file: Annotated[
         Path | None, typer.Option(help="Use this file's bytes as the prompt (overrides --prompt-len).")
@@ -76,10 +88,12 @@ def gen_speed_command(
     top_k: Annotated[
         int | None, typer.Option(help="Sample among the k likeliest bytes (with --sample).")
     ] = None,
-    verify: Annotated[
-        bool, typer.Option(help="First check cached decoding == forward for every model; exit 1 if not.")
-    ] = False,
+    verify: Annotated[bool, typer.Option(
+        help="First check, for every model, that cached decoding gives the forward pass's logits far "
+             "past the prompt (float32, weights that make the state matter); exit 1 if not.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for weights and prompt.")] = 0,
+    threads: Annotated[int | None, typer.Option(
+        help="torch CPU threads for a CPU run (default: the preset's; gen-smoke 1, else PyTorch's).")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Results folder (default results/gen-speed-<time>).")
     ] = None,
@@ -88,11 +102,12 @@ def gen_speed_command(
     """Time prefill and per-byte decoding (recurrent Mamba, KV-cached Transformer, MegaByte
     global/local), random-init weights, against the weight-streaming limit."""
     chosen, preset_name = select_models(preset, models.split(",") if models else None)
+    defaults = gen_defaults(preset_name)
     config = GenSpeedConfig(
         models=chosen,
         preset=preset_name,
-        batch_sizes=parse_batch_sizes(batch_sizes),
-        gen_len=gen_len,
+        batch_sizes=parse_batch_sizes(batch_sizes) if batch_sizes is not None else defaults.batch_sizes,
+        gen_len=gen_len if gen_len is not None else defaults.gen_len,
         prompt_len=prompt_len,
         prompt=read_prompt(prompt_file) if prompt_file is not None else None,
         prompt_source=str(prompt_file) if prompt_file is not None else "random",
@@ -102,6 +117,7 @@ def gen_speed_command(
         sampling=Sampling(greedy=not sample, temperature=temperature, top_k=top_k),
         verify=verify,
         seed=seed,
+        threads=threads if threads is not None else defaults.cpu_threads,
     )
     result = run_gen_speed(config, out, progress=progress_for(json_out))
     run = None
@@ -121,5 +137,10 @@ def gen_speed_command(
             console.print(console_table(run))
             console.print(f"results in {result.folder}")
     if not result.verify_passed:
-        err_console.print("error: cached decoding differs from the forward pass beyond tolerance")
+        failed = "; ".join(f"{v.model}: {v.reason}" for v in result.verify if not v.passed)
+        err_console.print(f"error: --verify failed, nothing measured: {failed}", highlight=False,
+                          markup=False)
         raise typer.Exit(1)
+    nothing = result.nothing_measured()
+    if nothing is not None:
+        raise BadInput(nothing)

@@ -65,7 +65,8 @@ def _report(result: KernelProfileRun, run: LoadedRun, written: list[Path], json_
         g = result.summary.get("gate", {})
         missing = g.get("could_not_compare", [])
         if missing:
-            console.print(f"could not compare {len(missing)} row(s): "
+            effect = "allowed by --allow-missing" if g.get("allow_missing") else "these fail the gate"
+            console.print(f"could not compare {len(missing)} row(s) ({effect}): "
                           + "; ".join(f"{m['row_id']} ({m['reason']})" for m in missing), highlight=False)
         verdict = "FAILED" if result.exit_code else "passed"
         console.print(f"gate {verdict}: {g.get('verdicts')}, worst ratio {fmt(g.get('worst_ratio'))}",
@@ -118,6 +119,9 @@ def kernel_profile_command(
     retries: Annotated[int, typer.Option(help="Re-measure a regressed row this many times.")] = 2,
     allow_device_mismatch: Annotated[bool, typer.Option(
         help="Compare against a baseline from another device kind.")] = False,
+    allow_missing: Annotated[bool, typer.Option(
+        help="Let baseline rows that cannot be compared (skipped or failed here or in the baseline) "
+             "pass the gate; by default they fail it.")] = False,
     list_presets: Annotated[bool, typer.Option(help="Print the presets and exit.")] = False,
 ) -> None:
     """Time selective-scan implementations (and causal attention) over shapes: latency, FLOPs, bytes,
@@ -137,11 +141,13 @@ def kernel_profile_command(
             raise BadInput(f"--compare reruns the baseline's rows; drop {', '.join(given)}")
         rule = GateRule(parse_percent(max_regression or "10%"), p_threshold, normalize)
         baseline = load_baseline(compare)
-        gate = GateOptions(baseline, rule, retries, allow_device_mismatch)
+        gate = GateOptions(baseline, rule, retries, allow_device_mismatch, allow_missing=allow_missing)
         config = plan_from_baseline(baseline, dev, warmup_ms=warmup_ms, rep_ms=rep_ms, min_reps=min_reps)
     else:
-        if max_regression is not None or normalize != "none" or allow_device_mismatch:
-            raise BadInput("--max-regression, --normalize and --allow-device-mismatch need --compare")
+        if max_regression is not None or normalize != "none" or allow_device_mismatch or allow_missing:
+            raise BadInput(
+                "--max-regression, --normalize, --allow-device-mismatch and --allow-missing need --compare"
+            )
         config = plan(
             dev,
             preset=preset,
@@ -173,3 +179,6 @@ def kernel_profile_command(
     _report(result, run, render(run, result.path), json_out)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+    nothing = result.nothing_measured()
+    if nothing is not None:
+        raise BadInput(nothing)

@@ -9,8 +9,12 @@ from rich.table import Table
 
 from ssmbench.cli.app import app
 from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.errors import BadInput
 from ssmbench.models.describe import describe_named_set
 from ssmbench.models.registry import all_model_sets
+
+# the expert counts of the MoE-Mamba paper's ablation
+EXPERTS_RANGE = (1, 32)
 
 COLUMNS = (
     "name",
@@ -81,6 +85,9 @@ def models_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Parameter counts (total / active, with and without embeddings) and forward FLOPs per token."""
+    lo, hi = EXPERTS_RANGE
+    if experts is not None and not lo <= experts <= hi:
+        raise BadInput(f"--experts must be in {lo}..{hi}, got {experts}")
     if preset is None:
         sets = all_model_sets()
         if json_out:

@@ -35,7 +35,7 @@ SDPA_ORDER = {
     ),
     "cpu": (SDPBackend.FLASH_ATTENTION, SDPBackend.MATH),
 }
-# Largest (batch * heads * L * L) score matrix the fp32 oracle may build; beyond it the check
+# Largest (batch * heads * L * L) score matrix the float64 oracle may build; beyond it the check
 # runs on batch 1 and a shorter L.
 ORACLE_MAX_SCORES = 1 << 26
 ORACLE_SEQLEN = 512
@@ -117,13 +117,13 @@ def attention_problem(spec: RowSpec, device: torch.device, seed: int) -> Problem
 
 
 def _oracle(spec: RowSpec, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Plain attention in float32: softmax(q k^T / sqrt(hd) + causal mask) v."""
-    scores = q.float() @ k.float().transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, H, Lq, L)
+    """Plain attention in q's dtype (float64 for the check): softmax(q k^T / sqrt(hd) + causal mask) v."""
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, H, Lq, L)
     if spec.mode != "step":
         L = scores.shape[-1]
         mask = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
         scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(-1) @ v.float()
+    return scores.softmax(-1) @ v
 
 
 def check_spec(spec: RowSpec) -> RowSpec:
@@ -138,7 +138,7 @@ def check_spec(spec: RowSpec) -> RowSpec:
 
 
 def attention_rel_err(spec: RowSpec, device: torch.device, seed: int, backend: str) -> tuple[float, RowSpec]:
-    """Relative error of SDPA (with the timed backend) against the fp32 oracle, on fresh inputs.
+    """Relative error of SDPA (with the timed backend) against the float64 oracle, on fresh inputs.
 
     In fwd_bwd mode the worst of the output and the q, k, v gradients.
     """
@@ -148,12 +148,12 @@ def attention_rel_err(spec: RowSpec, device: torch.device, seed: int, backend: s
     sdpa = getattr(SDPBackend, backend.removeprefix("sdpa-").upper())
     with _context(sdpa):
         out = _call(cspec, q, k, v)
-    leaves = tuple(t.detach().float().requires_grad_(grad) for t in (q, k, v))
+    leaves = tuple(t.detach().double().requires_grad_(grad) for t in (q, k, v))
     ref = _oracle(cspec, *leaves)
     if not grad:
         return max_rel_err([(out, ref)]), cspec
     dout = randn(tuple(out.shape), generator(device, seed + 1), device, out.dtype)
     grads = torch.autograd.grad(out, (q, k, v), dout)
-    ref_grads = torch.autograd.grad(ref, leaves, dout.float())
+    ref_grads = torch.autograd.grad(ref, leaves, dout.double())
     pairs = [(out, ref), *zip(grads, ref_grads, strict=True)]
     return max_rel_err(pairs), cspec

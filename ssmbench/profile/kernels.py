@@ -50,6 +50,7 @@ class GateOptions:
     retries: int = 2
     allow_device_mismatch: bool = False
     retry_pause_s: float = 0.25
+    allow_missing: bool = False
 
 
 @dataclass
@@ -61,10 +62,20 @@ class KernelProfileRun:
     summary: dict[str, object]
     gate: list[GateRow] | None
     baseline_saved: Path | None
+    allow_missing: bool = False
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.gate) if self.gate is not None else 0
+        return exit_code(self.gate, self.allow_missing) if self.gate is not None else 0
+
+    def nothing_measured(self) -> str | None:
+        """Why no row was timed (every row skipped, failed or out of memory), or None."""
+        if "n_samples" in self.metrics and (self.metrics["n_samples"] > 0).any():
+            return None
+        counts = self.metrics["status"].astype(str).value_counts()
+        return f"no row of {len(self.metrics)} was measured: " + "; ".join(
+            f"{n} {status}" for status, n in counts.items()
+        )
 
 
 @contextlib.contextmanager
@@ -169,6 +180,7 @@ def _run(
             "rule": asdict(gate.rule) | {"test": "Mann-Whitney U, one-sided"},
             "retries": gate.retries,
             "retry_pause_s": gate.retry_pause_s,
+            "allow_missing": gate.allow_missing,
         }
     folder.write_manifest(
         config=config.to_dict(), seed=config.seed, environment=env, ceilings=ceilings.to_dict(),
@@ -210,7 +222,8 @@ def _run(
         )
     if interrupted is not None:
         raise interrupted
-    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved)
+    return KernelProfileRun(folder.path, metrics, summary, gate_rows, saved,
+                            gate.allow_missing if gate is not None else False)
 
 
 def _gate_summary(rows: list[GateRow], gate: GateOptions) -> dict[str, object]:
@@ -223,8 +236,9 @@ def _gate_summary(rows: list[GateRow], gate: GateOptions) -> dict[str, object]:
         "p_threshold": gate.rule.p_threshold,
         "normalize": gate.rule.normalize,
         "verdicts": counts,
-        "exit_code": exit_code(rows),
-        "failing": [r.row_id for r in rows if r.failing],
+        "allow_missing": gate.allow_missing,
+        "exit_code": exit_code(rows, gate.allow_missing),
+        "failing": [r.row_id for r in rows if r.fails(gate.allow_missing)],
         "could_not_compare": [{"row_id": r.row_id, "reason": r.note} for r in rows if r.verdict == "missing"],
         "worst_ratio": max((r.ratio for r in rows if not math.isnan(r.ratio)), default=None),
     }

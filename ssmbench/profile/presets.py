@@ -138,5 +138,10 @@ SIZE_LIMITS: dict[tuple[str, str], SizeLimit] = {
 # dim and dstate, seqlen cut to this.
 CHECK_SEQLEN = 256
 
-# Relative error above which a row is 'incorrect' (outputs, and gradients in fwd_bwd).
-TOLERANCES = {"float64": 1e-8, "float32": 1e-3, "float16": 2e-2, "bfloat16": 6e-2}
+# Relative error ||out - ref|| / ||ref|| above which a row is 'incorrect', per dtype, with ref
+# computed in float64 on the same inputs; checked on the output, every gradient (fwd_bwd) and the
+# state (step). A bf16/fp16 result is rounded to a unit roundoff u of 2^-8 / 2^-11: correct bf16
+# kernels measure 0.4-0.65 u (1.6e-3 to 2.6e-3 at the standard preset on H100 and H200), so bf16
+# fails above 1.3 u and fp16 above 4 u, and an output 1% off fails in both. float32 leaves room
+# for the parallel scans' sums over L.
+TOLERANCES = {"float64": 1e-8, "float32": 1e-4, "float16": 2e-3, "bfloat16": 5e-3}

@@ -11,8 +11,12 @@ when both ratios are under 1 - max_regression and the opposite test has p < p_th
 'slower-noise' when the median ratio is over the threshold but the other two conditions
 do not confirm it, otherwise 'ok'. A row
 whose correctness check fails now is 'incorrect' (a failure, never a speed-up); a row that
-ran in the baseline and errors or runs out of memory now is 'FAILED'; a row that cannot be
-compared (skipped here, or not measured in the baseline) is 'missing'.
+ran in the baseline and errors or runs out of memory now is 'FAILED'; a row that ran in the
+baseline and is skipped now (its backend unavailable, say) or was not rerun is 'missing', with
+the reason in its note, and fails the gate too unless missing rows are allowed
+(``--allow-missing``): a backend that stopped working must not turn the gate green. A row the
+baseline did not measure either is 'skipped' if it is not measured now, 'new' if it is; neither
+can be compared and neither fails.
 
 With normalize='ceilings', the current samples are scaled by (copy bandwidth now /
 copy bandwidth in the baseline), both measured in their own run, so a machine of the same
@@ -68,7 +72,12 @@ class GateRow:
 
     @property
     def failing(self) -> bool:
+        """Regressed, incorrect or failed (whatever the policy on missing rows)."""
         return self.verdict in FAILING
+
+    def fails(self, allow_missing: bool = False) -> bool:
+        """Whether this row fails the gate: ``failing``, or missing when missing rows are not allowed."""
+        return self.failing or (self.verdict == "missing" and not allow_missing)
 
 
 def normalize_scale(rule: GateRule, baseline_ceilings: Mapping[str, object],
@@ -96,14 +105,14 @@ def compare_row(base: BaselineRow | None, now: RowResult, rule: GateRule, scale:
         return row("incorrect", f"rel_err {now.rel_err:.3g} over tolerance", b=base_ms)
     if base is None:
         return row("missing", "not in the baseline")
+    if not base.ok:
+        if now.status == "ok":
+            return row("new", f"measured now; baseline row: {base.status}")
+        return row("skipped", f"{now.status} (baseline: {base.status})")
     if now.status == "oom" or now.status.startswith("error"):
-        if base.ok:
-            return row("FAILED", now.status, b=base_ms)
-        return row("missing", f"{now.status} (baseline: {base.status})")
+        return row("FAILED", now.status, b=base_ms)
     if now.status != "ok":
         return row("missing", now.status, b=base_ms)
-    if not base.ok:
-        return row("missing", f"baseline row: {base.status}")
     samples = [s * scale for s in now.samples_ms]
     now_ms = statistics.median(samples)
     ratio = now_ms / base_ms if base_ms > 0 else math.inf
@@ -137,9 +146,9 @@ def compare(baseline: Baseline, results: Sequence[RowResult], rule: GateRule, sc
     return out
 
 
-def exit_code(rows: Sequence[GateRow]) -> int:
-    """1 when any row regressed, is incorrect or failed; else 0."""
-    return 1 if any(r.failing for r in rows) else 0
+def exit_code(rows: Sequence[GateRow], allow_missing: bool = False) -> int:
+    """1 when any row regressed, is incorrect or failed, or is missing (unless ``allow_missing``); else 0."""
+    return 1 if any(r.fails(allow_missing) for r in rows) else 0
 
 
 def gate_records(rows: Sequence[GateRow]) -> list[dict[str, object]]:

@@ -127,22 +127,22 @@ def scan_rel_err(spec: RowSpec, device: torch.device, seed: int, backend: str) -
     """Relative error of ``backend`` against ref on fresh inputs of shape ``spec``.
 
     fwd: the output; fwd_bwd: the worst of the output and all eight gradients; step: the
-    output and the updated state. ref computes in float32 on float32 copies of the inputs.
+    output and the updated state. ref computes in float64 on float64 copies of the same inputs.
     """
     if spec.mode == "step":
         x = step_inputs(spec, device, seed)
-        state, ref_state = x["state"].clone(), x["state"].clone()
+        state, ref_state = x["state"].clone(), x["state"].double()
         out = _step_call(step_impl(backend), state, x)
-        ref = _step_call(selective_state_update_ref, ref_state, {k: v.float() for k, v in x.items()})
+        ref = _step_call(selective_state_update_ref, ref_state, {k: v.double() for k, v in x.items()})
         return max_rel_err([(out, ref), (state, ref_state)])
     grad = spec.mode == "fwd_bwd"
     x = scan_inputs(spec, device, seed, grad)
-    x_ref = {k: v.detach().float().requires_grad_(grad) for k, v in x.items()}
+    x_ref = {k: v.detach().double().requires_grad_(grad) for k, v in x.items()}
     out = _scan_call(scan_impl(backend), x)
     ref = _scan_call(selective_scan_ref, x_ref)
     if not grad:
         return max_rel_err([(out, ref)])
     dout = randn(tuple(out.shape), generator(device, seed + 1), device, out.dtype)
     grads = torch.autograd.grad(out, [x[k] for k in SCAN_ARGS], dout, allow_unused=True)
-    ref_grads = torch.autograd.grad(ref, [x_ref[k] for k in SCAN_ARGS], dout.float(), allow_unused=True)
+    ref_grads = torch.autograd.grad(ref, [x_ref[k] for k in SCAN_ARGS], dout.double(), allow_unused=True)
     return max_rel_err([(out, ref), *zip(grads, ref_grads, strict=True)])

@@ -6,6 +6,7 @@ CLI stays one call into the library; every bad value is a one-line BadInput.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -142,8 +143,8 @@ def parse_percent(text: str) -> float:
         value = float(raw)
     except ValueError:
         raise BadInput(f"--max-regression {text!r}: expected a percentage such as 10%") from None
-    if not value >= 0:
-        raise BadInput(f"--max-regression {text!r}: must be >= 0%")
+    if not (math.isfinite(value) and value >= 0):
+        raise BadInput(f"--max-regression {text!r}: must be a finite percentage >= 0%")
     return value / 100.0
 
 

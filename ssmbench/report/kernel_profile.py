@@ -6,6 +6,7 @@ Nothing is re-measured.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -64,59 +65,90 @@ def _impl_colors(impls: list[str]) -> dict[str, Any]:
     return {impl: palette(i % 10) for i, impl in enumerate(impls)}
 
 
+SHAPE_COLS = ["batch", "dim", "dstate", "dtype"]
+MARKERS = "osD^vP*Xh<>p"
+
+
+def _shape_label(b: object, d: object, n: object, dtype: object) -> str:
+    return f"B{b} D{d} N{n} {dtype}"
+
+
 def plot_latency(df: pd.DataFrame) -> Any:
-    """Median latency against L per implementation and shape, one panel per mode (log-log,
-    p20-p80 as error bars). Only rows with status 'ok'."""
+    """Median latency against L, one panel per mode (log-log, p20-p80 as error bars), correct rows
+    only. Colour = implementation, marker = shape (B, D, N, dtype): two legends under the panels
+    instead of one entry per (implementation, shape)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     ok = df[df["status"] == "ok"]
     modes = [m for m in MODE_TITLES if m in set(df["mode"])] or ["fwd"]
     fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.2), squeeze=False)
-    colors = _impl_colors(sorted(df["impl"].unique()))
+    impls = sorted(df["impl"].unique())
+    colors = _impl_colors(impls)
+    shapes = sorted({tuple(k) for k in df[SHAPE_COLS].itertuples(index=False)}, key=str)
+    markers = {shape: MARKERS[i % len(MARKERS)] for i, shape in enumerate(shapes)}
     for ax, mode in zip(axes[0], modes, strict=True):
         sub = ok[ok["mode"] == mode]
-        shapes = sorted({tuple(k) for k in df[["batch", "dim", "dstate", "dtype"]].itertuples(index=False)})
-        groups = sub.groupby(["impl", "batch", "dim", "dstate", "dtype"])
-        for (impl, b, d, n, dtype), g in groups:
+        for (impl, b, d, n, dtype), g in sub.groupby(["impl", *SHAPE_COLS]):
             g = g.sort_values("seqlen")
             err = [g["ms_median"] - g["ms_p20"], g["ms_p80"] - g["ms_median"]]
-            marker = "osD^vP*X"[shapes.index((b, d, n, dtype)) % 8]
-            ax.errorbar(g["seqlen"], g["ms_median"], yerr=err, marker=marker, ms=4, capsize=2,
-                        color=colors[impl], label=f"{impl} B{b} D{d} N{n} {dtype}")
+            ax.errorbar(g["seqlen"], g["ms_median"], yerr=err, marker=markers[(b, d, n, dtype)], ms=4,
+                        capsize=2, color=colors[impl])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("sequence length L")
-        ax.set_ylabel("ms (median)")
+        ax.set_xlabel("context length L, tokens" if mode == "step" else "sequence length L, tokens")
+        ax.set_ylabel("latency, ms (median; bars p20-p80)")
         ax.set_title(MODE_TITLES.get(mode, mode))
         ax.grid(True, which="both", alpha=0.3)
         if not len(sub):
-            ax.text(0.5, 0.5, "no ok rows", ha="center", va="center", transform=ax.transAxes)
-    labels: dict[str, Any] = {}
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            labels.setdefault(label, handle)
-    fig.suptitle("kernel latency against sequence length (median, p20-p80 bars)")
+            ax.text(0.5, 0.5, "no correct rows", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("kernel latency against sequence length (correct rows only)")
     fig.tight_layout()
-    if labels:
-        # below the axes (saved with bbox_inches="tight"), so it never covers the x labels
-        fig.legend(labels.values(), labels.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(4, len(labels)), fontsize=7)
+    impl_handles = [Line2D([], [], color=colors[i], marker="o", ms=4, label=i) for i in impls]
+    shape_handles = [Line2D([], [], color="0.35", ls="none", marker=markers[s], ms=5, label=_shape_label(*s))
+                     for s in shapes]
+    # below the panels (saved with bbox_inches="tight"): they never cover a point or an axis label
+    first = fig.legend(handles=impl_handles, title="implementation (colour)", loc="upper right",
+                       bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(impl_handles)), fontsize=7,
+                       title_fontsize=8)
+    fig.add_artist(first)
+    fig.legend(handles=shape_handles, title="shape B, D, N, dtype (marker)", loc="upper left",
+               bbox_to_anchor=(0.5, 0.0), ncol=min(3, len(shape_handles)), fontsize=7, title_fontsize=8)
     return fig
+
+
+def above_copy_roof(df: pd.DataFrame) -> pd.DataFrame:
+    """Correct rows whose bytes moved per second exceed the measured copy bandwidth."""
+    ok = df[(df["status"] == "ok") & (df["tflops"] > 0)]
+    return ok[ok["frac_copy_bw"] > 1]
+
+
+ROOF_NOTE = (
+    "{n} point(s) above the copy roof (up to {pct:.0f}% of it: {rows}). The roof is the measured "
+    "device copy rate, half reads and half writes, from and to DRAM. A kernel that mostly reads, or whose "
+    "inputs stay in the L2 cache between calls (a decode step at small batch: a few MB of state, KV cache "
+    "or weights, against 50-60 MB of L2 on an H100/H200), moves its minimum bytes faster than that."
+)
 
 
 def plot_roofline(df: pd.DataFrame, ceilings: dict[str, Any]) -> Any:
     """Achieved TFLOP/s against arithmetic intensity (FLOP/byte), under the measured roofs:
-    copy bandwidth (TFLOP/s = GB/s * intensity / 1000) and the matmul rate."""
+    copy bandwidth (TFLOP/s = GB/s * intensity / 1000) and the matmul rate. Points above the
+    copy roof are ringed and explained in a note under the plot; the legend sits outside."""
     import matplotlib.pyplot as plt
     import numpy as np
 
     ok = df[(df["status"] == "ok") & (df["tflops"] > 0)]
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = _impl_colors(sorted(df["impl"].unique()))
     markers = {"fwd": "o", "fwd_bwd": "s", "step": "^"}
     for (impl, mode), g in ok.groupby(["impl", "mode"]):
         ax.scatter(g["intensity"], g["tflops"], color=colors[impl], marker=markers.get(mode, "x"),
                    s=22, label=f"{impl} {mode}")
+    above = above_copy_roof(df)
+    if len(above):
+        ax.scatter(above["intensity"], above["tflops"], s=110, facecolors="none", edgecolors="red",
+                   linewidths=1.0, label="above the copy roof (see note)")
     bw, mm = ceilings.get("copy_gbps"), ceilings.get("matmul_tflops")
     lo = float(ok["intensity"].min()) / 4 if len(ok) else 0.1
     hi = float(ok["intensity"].max()) * 4 if len(ok) else 100.0
@@ -129,9 +161,17 @@ def plot_roofline(df: pd.DataFrame, ceilings: dict[str, Any]) -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / byte, analytic minimum bytes)")
     ax.set_ylabel("achieved TFLOP/s")
-    ax.set_title("roofline (ceilings measured in the same run)")
+    ax.set_title("roofline: correct rows, ceilings measured in the same run")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6)
+    if not len(ok):
+        ax.text(0.5, 0.5, "no correct rows", ha="center", va="center", transform=ax.transAxes)
+    # outside the axes, right of the plot: never over a point
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    if len(above):
+        worst = above.sort_values("frac_copy_bw", ascending=False)
+        rows = ", ".join(worst["row_id"].head(3)) + (", ..." if len(worst) > 3 else "")
+        note = ROOF_NOTE.format(n=len(above), pct=100 * worst["frac_copy_bw"].iloc[0], rows=rows)
+        fig.text(0.01, -0.02, textwrap.fill(note, 120), ha="left", va="top", fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -157,7 +197,9 @@ def summary_markdown(run: LoadedRun) -> str:
         f"- rows: {len(df)}; status: {s.get('status_counts')}",
         "- FLOPs: scan 9*B*D*L*N + 7*B*D*L per forward, fwd_bwd = 3x forward; causal attention "
         "4*B*H*L^2*hd/2 forward, fwd_bwd = 3.5x; bytes: analytic minimum (inputs read once, outputs "
-        "written once). rel_err is against the sequential ref (scans) or fp32 attention (SDPA).",
+        "written once). rel_err: ||out - ref|| / ||ref|| against a float64 oracle on the same inputs (the "
+        "sequential scan, or plain attention), over the output, every gradient (fwd_bwd) and the state "
+        "(step); a row over its dtype's tolerance is 'incorrect' and enters no comparison.",
         "",
         "## Rows",
         "",

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -29,7 +30,7 @@ def rich_table(df: pd.DataFrame, title: str | None = None, columns: Sequence[str
         numeric = pd.api.types.is_numeric_dtype(df[c]) if c in df else False
         table.add_column(c, justify="right" if numeric else "left")
     for _, row in df.iterrows():
-        table.add_row(*(fmt(row.get(c)) for c in cols))
+        table.add_row(*(escape(fmt(row.get(c))) for c in cols))
     return table
 
 

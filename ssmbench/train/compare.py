@@ -319,35 +319,36 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
          resume: bool, results_changed: Callable[[Path], None]) -> CompareResult:
     prep = prepare(plan)
     folder = RunFolder.create(KIND, out)
-    results = _Results(folder, plan, prep, results_changed)
-    if resume:
-        results.load_previous()
-        folder.update_manifest(resumed_on=str(dev))
-    else:
-        paper = {**plan.paper.to_dict(), "setup_note": prep.paper_note} if plan.paper else None
-        folder.write_manifest(
-            config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
-            ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
-            extra={**prep.describe(), "paper": paper, "optimizer": adamw_kind(dev),
-                   "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
-        )  # fmt: skip
-    results.save()
-    with progress:
-        if plan.reference_note:
-            progress.note(plan.reference_note)
-        if prep.paper_note:
-            progress.note(prep.paper_note)
-        # seed by seed: after each seed, every model has a finished run to compare
-        for seed in plan.seeds:
-            for name, mcfg in prep.configs:
-                prev = results.runs.get((name, seed))
-                if prev is not None and prev.status in FINISHED:
-                    progress.finish(progress_key(plan, name, seed), f"{prev.status} (earlier run)")
-                    continue
-                _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume)
-                results.save()
-    results.save()
-    return CompareResult(folder.path, results.summary())
+    with folder:  # the lock goes with the run, even when an interrupt keeps this frame alive
+        results = _Results(folder, plan, prep, results_changed)
+        if resume:
+            results.load_previous()
+            folder.update_manifest(resumed_on=str(dev))
+        else:
+            paper = {**plan.paper.to_dict(), "setup_note": prep.paper_note} if plan.paper else None
+            folder.write_manifest(
+                config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
+                ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
+                extra={**prep.describe(), "paper": paper, "optimizer": adamw_kind(dev),
+                       "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
+            )  # fmt: skip
+        results.save()
+        with progress:
+            if plan.reference_note:
+                progress.note(plan.reference_note)
+            if prep.paper_note:
+                progress.note(prep.paper_note)
+            # seed by seed: after each seed, every model has a finished run to compare
+            for seed in plan.seeds:
+                for name, mcfg in prep.configs:
+                    prev = results.runs.get((name, seed))
+                    if prev is not None and prev.status in FINISHED:
+                        progress.finish(progress_key(plan, name, seed), f"{prev.status} (earlier run)")
+                        continue
+                    _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume)
+                    results.save()
+        results.save()
+        return CompareResult(folder.path, results.summary())
 
 
 def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared,

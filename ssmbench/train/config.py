@@ -77,6 +77,15 @@ class TrainConfig:
             raise BadInput(f"amp must be bf16 or none, got {self.amp!r}")
         if self.eval_stride is not None and self.eval_stride <= 0:
             raise BadInput(f"eval-stride must be positive, got {self.eval_stride}")
+        for name, within, rule in (
+            ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v >= 0, ">= 0"),
+            ("beta1", lambda v: 0 <= v < 1, "in [0, 1)"), ("beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("warmup_frac", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("min_lr_frac", lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and within(value)):
+                raise BadInput(f"{name.replace('_', '-')} must be a finite number {rule}, got {value}")
 
     @property
     def warmup_steps(self) -> int:

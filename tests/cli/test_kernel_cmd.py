@@ -226,6 +226,13 @@ def test_device_kind_mismatch(baseline, tmp_path):
     other = tmp_path / "h100.json"
     other.write_text(json.dumps(doc))
     one_line_error(gate(other, tmp_path), "--allow-device-mismatch")
+    # the mamba_ssm row ran in the baseline and cannot run here: missing, which fails the gate
     result = gate(other, tmp_path, "--allow-device-mismatch", "--max-regression", "300%")
+    assert result.exit_code == 1, result.output
+    assert "could not compare 1 row(s) (these fail the gate)" in result.output
+    table = pd.read_csv(tmp_path / "gate" / "gate.csv").set_index("row_id")
+    missing = table.loc["mamba_ssm/fwd/1x16x24x4/float32"]
+    assert missing["verdict"] == "missing" and "mamba_ssm is not installed" in missing["note"]
+    result = gate(other, tmp_path, "--allow-device-mismatch", "--max-regression", "300%", "--allow-missing")
     assert result.exit_code == 0, result.output
-    assert "could not compare" in result.output and "mamba_ssm/fwd" in result.output
+    assert "allowed by --allow-missing" in result.output and "mamba_ssm/fwd" in result.output

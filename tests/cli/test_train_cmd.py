@@ -203,7 +203,7 @@ def test_data_bytes_rejects_non_sizes(bad: str) -> None:
         (["--seeds", "0"], "--seeds must be at least 1"),
         (["--data-bytes", "-3"], "--data-bytes must be positive"),
         (["--data-bytes", "lots"], "--data-bytes 'lots'"),
-        (["--lr", "nan"], "lr must be positive"),
+        (["--lr", "nan"], "--lr must be a finite number"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(runner, tmp_path, args, message) -> None:

@@ -70,13 +70,19 @@ def test_incorrect_failed_and_missing(tmp_path):
     fast_but_wrong = _row(samples=_samples(0.1), status="incorrect", rel_err=0.5)
     assert compare_row(good, fast_but_wrong, RULE).verdict == "incorrect"
     assert compare_row(good, _row(status="oom"), RULE).verdict == "FAILED"
-    assert compare_row(good, _row(status="skipped: unavailable (x)"), RULE).verdict == "missing"
-    assert compare_row(broken, _row(spec=broken.spec, samples=_samples(1.0)), RULE).verdict == "missing"
-    assert compare_row(broken, _row(spec=broken.spec, status="error: boom"), RULE).verdict == "missing"
+    gone = compare_row(good, _row(status="skipped: unavailable (x)"), RULE)
+    assert gone.verdict == "missing" and gone.note == "skipped: unavailable (x)"
+    # a row the baseline did not measure either: nothing to compare, nothing lost
+    assert compare_row(broken, _row(spec=broken.spec, samples=_samples(1.0)), RULE).verdict == "new"
+    assert compare_row(broken, _row(spec=broken.spec, status="error: boom"), RULE).verdict == "skipped"
     rows = compare(base, [_row(samples=_samples(1.0, seed=9))], RULE)
     assert [r.verdict for r in rows] == ["ok", "missing"] and rows[1].note == "not rerun"
-    assert exit_code(rows) == 0
-    assert exit_code(compare(base, [fast_but_wrong], RULE)) == 1
+    # a baseline row that can no longer be compared fails the gate unless missing rows are allowed
+    assert exit_code(rows) == 1 and exit_code(rows, allow_missing=True) == 0
+    assert exit_code([gone], allow_missing=True) == 0 and not gone.failing and gone.fails()
+    assert exit_code(compare(base, [fast_but_wrong], RULE), allow_missing=True) == 1
+    rerun = [_row(samples=_samples(1.0, seed=9)), _row(spec=broken.spec, status="error: boom")]
+    assert exit_code(compare(base, rerun, RULE)) == 0
 
 
 def test_threshold_and_normalize(tmp_path):

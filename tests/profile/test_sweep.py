@@ -68,8 +68,8 @@ def test_rows_run_and_match_their_oracle(impl, mode):
         return
     assert r.status == "ok", r.status
     assert len(r.samples_ms) >= 2 and all(x > 0 for x in r.samples_ms)
-    assert r.rel_err <= 1e-4
-    assert r.rel_err_on == ("oracle" if impl == "ref" else "same shape")
+    assert r.rel_err <= 1e-5
+    assert r.rel_err_on == "same shape"  # ref too: in the row's dtype against the float64 oracle
     want = {"attention": r.backend, "chunked": "chunked (eager)"}.get(impl, impl)  # CPU: chunked runs eager
     assert r.backend == want and r.backend
 
@@ -128,8 +128,10 @@ def test_failures_are_recorded_and_the_sweep_goes_on(monkeypatch):
 
 
 def test_wrong_output_is_incorrect_not_a_speedup(monkeypatch):
+    real = scan_mod.scan_impl
+
     def wrong(name):
-        return lambda *args: selective_scan_ref(*args) * 1.5
+        return (lambda *args: selective_scan_ref(*args) * 1.5) if name == "chunked" else real(name)
 
     monkeypatch.setattr(scan_mod, "scan_impl", wrong)
     r = measure_row(spec("chunked", "fwd"), CPU, FAST)
