@@ -26,7 +26,7 @@ from ssmbench.bench.environment import collect_environment
 from ssmbench.data.dataset import EvalSet, TokenDataset
 from ssmbench.data.sources import TextSource, load_source
 from ssmbench.data.tokenizers import Tokenizer, TokenizerInfo, resolve_tokenizer
-from ssmbench.device import is_oom, resolve_device
+from ssmbench.device import is_oom
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.counts import describe_model_set
@@ -36,7 +36,8 @@ from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
+from ssmbench.train.distributed import Dist, describe, launch, results_folder
+from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, sharded_batches, train_model
 from ssmbench.train.metrics import peak_memory, reset_peak_memory, steps_to_target_table
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
 
@@ -299,6 +300,7 @@ class _Results:
                 "steps_to_target_text": (stt.pct_text if stt and run.status in FINISHED else None),
                 "speedup": stt.speedup if stt else None,
                 "tokens_per_s": _steady(run.rows, "tokens_per_s"),
+                "tokens_per_s_per_device": _steady(run.rows, "tokens_per_s_per_device"),
                 "step_time_ms": _steady(run.rows, "step_time_ms"),
                 "train_time_s": run.train_time_s, "tokens": run.tokens,
                 "peak_mem_bytes": run.peak_mem_bytes, "peak_mem_kind": run.peak_mem_kind,
@@ -334,31 +336,38 @@ class CompareResult:
 
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
                 progress: Progress | None = None, resume: bool = False,
-                results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+                results_changed: Callable[[Path], None] | None = None, fsdp: bool = False) -> CompareResult:
     """Run (or with ``resume``, continue) the comparison into the folder ``out``.
-    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json."""
-    dev = resolve_device(device)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and plan.cpu_threads:
-        torch.set_num_threads(plan.cpu_threads)
-    try:
-        return _run(plan, out, dev, progress or NullProgress(), resume,
-                    results_changed or (lambda _folder: None))
-    finally:
-        torch.set_num_threads(threads)
+    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json.
+    Under torchrun each model is trained data-parallel over the processes (DDP, or FSDP2 with
+    ``fsdp``); rank 0 alone shows progress and writes the folder."""
+    with launch(device, fsdp=fsdp) as (dist, dev):
+        dist.local_batch(plan.train.batch_size, plan.train.grad_accum)  # BadInput before any work
+        if not dist.is_main:
+            progress, results_changed = NullProgress(), None
+        threads = torch.get_num_threads()
+        if dev.type == "cpu" and plan.cpu_threads:
+            torch.set_num_threads(plan.cpu_threads)
+        try:
+            return _run(plan, out, dev, progress or NullProgress(), resume,
+                        results_changed or (lambda _folder: None), dist)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress,
-         resume: bool, results_changed: Callable[[Path], None]) -> CompareResult:
+         resume: bool, results_changed: Callable[[Path], None], dist: Dist) -> CompareResult:
     prep = prepare(plan)
-    folder = RunFolder.create(KIND, out)
+    layout = describe(dist, dev, same=prep.eval_set.inputs)  # every rank: devices, same data
+    folder = results_folder(lambda: RunFolder.create(KIND, out), dist)
     results = _Results(folder, plan, prep, results_changed)
     if resume:
         results.load_previous()
-        folder.update_manifest(resumed_on=str(dev))
-    else:
+        folder.update_manifest(resumed_on=str(dev), resumed_layout=layout)
+    elif dist.is_main:
         folder.write_manifest(
-            config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
+            config=plan.to_dict(), seed=plan.request.seed,
+            environment={**collect_environment(dev), **layout},
             ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
             extra={**prep.describe(), "paper": plan.paper.to_dict() if plan.paper else None,
                    "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
@@ -372,14 +381,14 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
             if prev is not None and prev.status in FINISHED:
                 progress.finish(name, f"{prev.status} (earlier run)")
                 continue
-            _train_one(name, mcfg, plan, prep, results, dev, progress, resume)
+            _train_one(name, mcfg, plan, prep, results, dev, progress, resume, dist)
             results.save()
     results.save()
     return CompareResult(folder.path, results.summary())
 
 
 def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, results: _Results,
-               dev: torch.device, progress: Progress, resume: bool) -> None:
+               dev: torch.device, progress: Progress, resume: bool, dist: Dist) -> None:
     """Build (same seed for every model), restore a checkpoint when resuming, train, record."""
     cfg = plan.train
     ckpt = checkpoint_path(results.folder.path, name)
@@ -399,7 +408,8 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
-        train_model(model, prep.dataset, prep.eval_set, cfg, dev, run, opt, hooks)
+        batches = sharded_batches(prep.dataset, cfg.batch_size, dist)
+        train_model(model, batches, prep.eval_set, cfg, dev, run, opt, hooks, dist)
     except KeyboardInterrupt:
         run.status = "interrupted"
         results.save()
@@ -414,13 +424,14 @@ def _train_one(name: str, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared, 
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    if run.status in FINISHED:
+    if run.status in FINISHED and dist.is_main:
         ckpt.unlink(missing_ok=True)
     progress.finish(name, run.status)
 
 
 def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None,
-                   results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+                   results_changed: Callable[[Path], None] | None = None,
+                   fsdp: bool = False) -> CompareResult:
     """Continue the comparison in ``run_dir`` with the settings in its manifest."""
     loaded = load_run(run_dir)
     if loaded.kind != KIND:
@@ -433,4 +444,4 @@ def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | 
         raise ResultsError(f"the {plan.preset.name!r} preset changed since {run_dir} was started; "
                            "cannot resume it with this ssmbench")
     return run_compare(plan, run_dir, device=device, progress=progress, resume=True,
-                       results_changed=results_changed)
+                       results_changed=results_changed, fsdp=fsdp)

@@ -21,7 +21,7 @@ CURVES = {"transformer": [5.0, 4.0, 3.0], "mamba": [5.0, 4.5, 3.5], "moe": [5.0,
 def fake_training(monkeypatch):
     """Each model 'trains' by writing a hand-made eval curve; moe-mamba runs out of memory."""
 
-    def fake(model, dataset, ev, cfg, dev, run: ModelRun, opt, hooks):
+    def fake(model, batches, ev, cfg, dev, run: ModelRun, opt, hooks, dist=None):
         if run.name == "moe-mamba":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         for step, loss in zip((0, 2, 4), CURVES[run.name], strict=True):
@@ -97,7 +97,7 @@ def test_the_task_writes_results_and_leaves_rendering_to_its_caller(tmp_path, fa
 
 
 def test_cpu_allocator_failure_is_an_oom_row(tmp_path, monkeypatch) -> None:
-    def no_memory(model, dataset, ev, cfg, dev, run, opt, hooks):
+    def no_memory(model, batches, ev, cfg, dev, run, opt, hooks, dist=None):
         raise MemoryError
 
     monkeypatch.setattr(compare, "train_model", no_memory)
