@@ -295,9 +295,11 @@ def _shard(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
 
     before = list(model.parameters())
     shapes = [p.shape for p in before]
-    for stack in [m for m in model.modules() if isinstance(m, nn.ModuleList)]:
-        for block in stack:
-            fully_shard(block)
+    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
+    blocks = [b for m in lists for b in m if not isinstance(b, (nn.ModuleList, nn.ModuleDict))]
+    # innermost first: FSDP2 wants a module's sub-units sharded before the module itself
+    for block in reversed(blocks):
+        fully_shard(block)
     fully_shard(model)
     after = list(model.parameters())
     new = {id(p): (q, s) for p, q, s in zip(before, after, shapes, strict=True)}

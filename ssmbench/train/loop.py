@@ -85,9 +85,10 @@ class ModelRun:
 
 @dataclass
 class TrainHooks:
-    """Callbacks: progress(run, loss, tokens_per_s) after each logged interval; evaluated(run)
-    after each evaluation (persist the rows); checkpoint(run, model, optimizer) every
-    cfg.checkpoint_every steps."""
+    """Callbacks, on rank 0 only: progress(run, loss, tokens_per_s) after each logged interval;
+    evaluated(run) after each evaluation (persist the rows); checkpoint(run, model, optimizer)
+    every cfg.checkpoint_every steps (under FSDP model and optimizer are stand-ins whose
+    ``state_dict()`` holds the full state gathered from the shards)."""
 
     progress: Callable[[ModelRun, float, float], None] = lambda run, loss, tps: None
     evaluated: Callable[[ModelRun], None] = lambda run: None

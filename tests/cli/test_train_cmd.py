@@ -72,7 +72,7 @@ def test_resume_does_not_redo_finished_models(tmp_path, runner, monkeypatch) -> 
     interrupt = [True]
     real = compare.train_model
 
-    def interrupting(model, dataset, ev, cfg, dev, run, opt, hooks):
+    def interrupting(model, batches, ev, cfg, dev, run, opt, hooks, dist):
         trained.append((run.name, run.step))
         progress = hooks.progress
 
@@ -82,7 +82,7 @@ def test_resume_does_not_redo_finished_models(tmp_path, runner, monkeypatch) -> 
                 raise KeyboardInterrupt  # what Ctrl-C raises
 
         hooks.progress = stop
-        return real(model, dataset, ev, cfg, dev, run, opt, hooks)
+        return real(model, batches, ev, cfg, dev, run, opt, hooks, dist)
 
     monkeypatch.setattr(compare, "train_model", interrupting)
     args = ["train-compare", *TINY, "--models", "transformer,mamba", "--checkpoint-every", "2"]

@@ -53,7 +53,8 @@ def comparable(run: ModelRun) -> list[list[Any]]:
 def scenario(name: str, dist: Dist, tmp: Path) -> list[list[Any]]:
     """Rows of one scenario. ddp_grad_accum: two micro-batches per step; moe_no_drop: MoE with
     room for every token and no balancing loss (so one process and shards agree); fsdp_resume:
-    FSDP2, stopped at a checkpoint and resumed from it (rows of the resumed run)."""
+    FSDP2 with two micro-batches per step, stopped at a checkpoint and resumed from it (rows
+    of the resumed run)."""
     ds, ev = _data()
     if name == "ddp_grad_accum":
         cfg = _cfg(grad_accum=2)
@@ -66,7 +67,7 @@ def scenario(name: str, dist: Dist, tmp: Path) -> list[list[Any]]:
         run = train_model(model, sharded_batches(ds, cfg.batch_size, dist), ev, cfg, CPU, ModelRun(name),
                           dist=dist)
         return comparable(run)
-    cfg = _cfg(checkpoint_every=3)
+    cfg = _cfg(checkpoint_every=3, grad_accum=2)
     dist = replace(dist, fsdp=dist.active)
     ckpt = tmp / "fsdp.pt"
     hooks = TrainHooks(checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o))
