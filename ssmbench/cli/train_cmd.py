@@ -57,7 +57,7 @@ def train_compare_command(
         Path | None, typer.Option(help="Continue the comparison in this results folder.")
     ] = None,
     fsdp: Annotated[bool, typer.Option(
-        help="Under torchrun: shard parameters, gradients and optimizer state (FSDP2) instead of DDP."
+        "--fsdp", help="Under torchrun: shard parameters, gradients and optimizer state (FSDP2), not DDP."
     )] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary JSON instead of tables.")] = False,
 ) -> None:
