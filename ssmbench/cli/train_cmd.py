@@ -15,6 +15,7 @@ from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
 from ssmbench.results import load_run
 from ssmbench.train.compare import CompareRequest, plan_compare, resume_compare, run_compare
+from ssmbench.train.distributed import is_main_process
 
 
 @app.command("train-compare")
@@ -71,6 +72,9 @@ def train_compare_command(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the comparison in this results folder.")
     ] = None,
+    fsdp: Annotated[bool, typer.Option(
+        "--fsdp", help="Under torchrun: shard parameters, gradients and optimizer state (FSDP2), not DDP."
+    )] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary JSON instead of tables.")] = False,
 ) -> None:
     """Train the chosen models on the same data and batches, once per seed; report steps-to-target,
@@ -87,7 +91,8 @@ def train_compare_command(
         if given or (out is not None and out != resume):
             names = ", ".join("--" + k.replace("_", "-") for k in given) or "--out"
             raise BadInput(f"--resume takes its settings from {resume}/manifest.json; drop {names}")
-        result = resume_compare(resume, device=device, progress=progress, results_changed=_render_summary)
+        result = resume_compare(resume, device=device, progress=progress, results_changed=_render_summary,
+                                fsdp=fsdp)
     else:
         request = CompareRequest(
             preset=preset, suite=suite, models=_split(models), steps=steps, batch_size=batch_size,
@@ -97,7 +102,9 @@ def train_compare_command(
             target_loss=target_loss, threads=threads,
         )  # fmt: skip
         result = run_compare(plan_compare(request), out, device=device, progress=progress,
-                             results_changed=_render_summary)
+                             results_changed=_render_summary, fsdp=fsdp)
+    if not is_main_process():
+        return  # under torchrun rank 0 alone renders and prints
     renderer.render(load_run(result.path), result.path)
     if json_out:
         print_json({"run": str(result.path), "summary": result.summary})

@@ -26,7 +26,7 @@ import torch
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
 from ssmbench.data import DataRequest, EvalSet, Tokenizer, TrainingData, default_workers, open_training_data
-from ssmbench.device import is_oom, resolve_device
+from ssmbench.device import is_oom
 from ssmbench.errors import BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.counts import describe_model_set
@@ -34,10 +34,11 @@ from ssmbench.models.presets import with_experts
 from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
-from ssmbench.train.batches import PrefetchedBatches, for_seed
+from ssmbench.train.batches import for_seed
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, train_model
+from ssmbench.train.distributed import Dist, describe, launch, results_folder
+from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, make_optimizer, sharded_batches, train_model
 from ssmbench.train.metrics import peak_memory, reset_peak_memory
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
 from ssmbench.train.summary import SummarySetup, build_summary
@@ -299,32 +300,39 @@ class CompareResult:
 
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
                 progress: Progress | None = None, resume: bool = False,
-                results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+                results_changed: Callable[[Path], None] | None = None, fsdp: bool = False) -> CompareResult:
     """Run (or with ``resume``, continue) the comparison into the folder ``out``.
-    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json."""
-    dev = resolve_device(device)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and plan.cpu_threads:
-        torch.set_num_threads(plan.cpu_threads)
-    try:
-        return _run(plan, out, dev, progress or NullProgress(), resume,
-                    results_changed or (lambda _folder: None))
-    finally:
-        torch.set_num_threads(threads)
+    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json.
+    Under torchrun each model is trained data-parallel over the processes (DDP, or FSDP2 with
+    ``fsdp``); rank 0 alone shows progress and writes the folder."""
+    with launch(device, fsdp=fsdp) as (dist, dev):
+        dist.local_batch(plan.train.batch_size, plan.train.grad_accum)  # BadInput before any work
+        if not dist.is_main:
+            progress, results_changed = NullProgress(), None
+        threads = torch.get_num_threads()
+        if dev.type == "cpu" and plan.cpu_threads:
+            torch.set_num_threads(plan.cpu_threads)
+        try:
+            return _run(plan, out, dev, progress or NullProgress(), resume,
+                        results_changed or (lambda _folder: None), dist)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress,
-         resume: bool, results_changed: Callable[[Path], None]) -> CompareResult:
+         resume: bool, results_changed: Callable[[Path], None], dist: Dist) -> CompareResult:
     prep = prepare(plan)
-    folder = RunFolder.create(KIND, out)
+    layout = describe(dist, dev, same=prep.eval_set.inputs)  # every rank: devices, same data
+    folder = results_folder(lambda: RunFolder.create(KIND, out), dist)
     results = _Results(folder, plan, prep, results_changed)
     if resume:
         results.load_previous()
-        folder.update_manifest(resumed_on=str(dev))
-    else:
+        folder.update_manifest(resumed_on=str(dev), resumed_layout=layout)
+    elif dist.is_main:
         paper = {**plan.paper.to_dict(), "setup_note": prep.paper_note} if plan.paper else None
         folder.write_manifest(
-            config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
+            config=plan.to_dict(), seed=plan.request.seed,
+            environment={**collect_environment(dev), **layout},
             ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
             extra={**prep.describe(), "paper": paper,
                    "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
@@ -342,16 +350,16 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
                 if prev is not None and prev.status in FINISHED:
                     progress.finish(progress_key(plan, name, seed), f"{prev.status} (earlier run)")
                     continue
-                _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume)
+                _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume, dist)
                 results.save()
     results.save()
     return CompareResult(folder.path, results.summary())
 
 
 def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared,
-               results: _Results, dev: torch.device, progress: Progress, resume: bool) -> None:
+               results: _Results, dev: torch.device, progress: Progress, resume: bool, dist: Dist) -> None:
     """Build (init from the seed, whatever ran before), restore a checkpoint when resuming, train
-    on the seed's batches, record."""
+    on the seed's batches (this rank's rows of them under torchrun), record."""
     cfg = plan.train
     data = for_seed(prep.data, seed)
     key = progress_key(plan, name, seed)
@@ -362,7 +370,7 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
     model = opt = None
     # on the GPU, worker processes make the next batches while it trains (a CPU run uses the cores)
     workers = default_workers(data.train) if dev.type == "cuda" else 0
-    batches = PrefetchedBatches(data.train, cfg.steps, workers, pin_memory=True) if workers else None
+    batches = sharded_batches(data.train, cfg.batch_size, dist, workers=workers, pin_memory=workers > 0)
     try:
         torch.manual_seed(seed)
         model = build_model(mcfg).to(dev)
@@ -375,7 +383,7 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
             evaluated=lambda r: results.save(),
             checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
         )  # fmt: skip
-        train_model(model, batches or data.train, prep.eval_set, cfg, dev, run, opt, hooks)
+        train_model(model, batches, prep.eval_set, cfg, dev, run, opt, hooks, dist)
     except KeyboardInterrupt:
         run.status = "interrupted"
         results.save()
@@ -385,20 +393,19 @@ def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep:
             raise
         run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
-        if batches is not None:
-            batches.close()
         run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
         del model, opt
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    if run.status in FINISHED:
+    if run.status in FINISHED and dist.is_main:
         ckpt.unlink(missing_ok=True)
     progress.finish(key, run.status)
 
 
 def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None,
-                   results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+                   results_changed: Callable[[Path], None] | None = None,
+                   fsdp: bool = False) -> CompareResult:
     """Continue the comparison in ``run_dir`` with the settings in its manifest."""
     loaded = load_run(run_dir)
     if loaded.kind != KIND:
@@ -411,4 +418,4 @@ def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | 
         raise ResultsError(f"the {plan.preset.name!r} preset changed since {run_dir} was started; "
                            "cannot resume it with this ssmbench")
     return run_compare(plan, run_dir, device=device, progress=progress, resume=True,
-                       results_changed=results_changed)
+                       results_changed=results_changed, fsdp=fsdp)

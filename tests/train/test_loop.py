@@ -15,11 +15,11 @@ from ssmbench.models.registry import build_model
 from ssmbench.train import loop
 from ssmbench.train.checkpoint import load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import ModelRun, TrainHooks, evaluate, make_optimizer, train_model
+from ssmbench.train.loop import ModelRun, TrainHooks, evaluate, make_optimizer, sharded_batches, train_model
 from ssmbench.train.metrics import peak_memory
 
 CPU = torch.device("cpu")
-TIMING = {"step_time_ms", "tokens_per_s"}
+TIMING = {"step_time_ms", "tokens_per_s", "tokens_per_s_per_device"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,6 +43,11 @@ def _model(pattern=("attn", "ff"), **kw) -> torch.nn.Module:
                                 n_experts=4, **kw))
 
 
+def _train(model: torch.nn.Module, ds: TrainStream, ev, cfg: TrainConfig, run: ModelRun, *args,
+           **kw) -> ModelRun:
+    return train_model(model, sharded_batches(ds, cfg.batch_size), ev, cfg, CPU, run, *args, **kw)
+
+
 def _values(run: ModelRun, metric: str) -> list[float]:
     return [r["value"] for r in run.rows if r["metric"] == metric]
 
@@ -53,7 +58,7 @@ def _comparable(run: ModelRun) -> list[tuple]:
 
 def test_loss_decreases_on_synthetic_data(data) -> None:
     ds, ev = data
-    run = train_model(_model(), ds, ev, _cfg(steps=40, eval_interval=20), CPU, ModelRun("t"))
+    run = _train(_model(), ds, ev, _cfg(steps=40, eval_interval=20), ModelRun("t"))
     evals = _values(run, "eval_loss")
     assert run.status == "done" and run.step == 40 and len(evals) == 3
     assert evals[0] == pytest.approx(math.log(256), abs=0.3)  # untrained: about uniform
@@ -65,8 +70,8 @@ def test_loss_decreases_on_synthetic_data(data) -> None:
 
 def test_same_seed_same_curve(data) -> None:
     ds, ev = data
-    a = train_model(_model(), ds, ev, _cfg(), CPU, ModelRun("a"))
-    b = train_model(_model(), ds, ev, _cfg(), CPU, ModelRun("a"))
+    a = _train(_model(), ds, ev, _cfg(), ModelRun("a"))
+    b = _train(_model(), ds, ev, _cfg(), ModelRun("a"))
     assert _comparable(a) == _comparable(b)
     assert len(_values(a, "train_loss")) == 6
 
@@ -87,7 +92,7 @@ def test_divergence_is_recorded_and_rows_kept(data) -> None:
                     out.loss = out.loss * float("nan")
             return out
 
-    run = train_model(Exploding(), ds, ev, _cfg(), CPU, ModelRun("x"))
+    run = _train(Exploding(), ds, ev, _cfg(), ModelRun("x"))
     assert run.status == "diverged" and run.step == 3 and "step 3" in run.error
     losses = _values(run, "train_loss")
     assert all(math.isfinite(v) for v in losses[:2]) and math.isnan(losses[-1])
@@ -96,7 +101,7 @@ def test_divergence_is_recorded_and_rows_kept(data) -> None:
 
 def test_moe_load_rows(data) -> None:
     ds, ev = data
-    run = train_model(_model(("attn", "moe")), ds, ev, _cfg(steps=4), CPU, ModelRun("moe"))
+    run = _train(_model(("attn", "moe")), ds, ev, _cfg(steps=4), ModelRun("moe"))
     last = {r["metric"]: r["value"] for r in run.rows}
     fractions = [last[f"expert_fraction_{e:03d}"] for e in range(4)]
     assert sum(fractions) == pytest.approx(1.0, abs=1e-5)
@@ -107,7 +112,7 @@ def test_moe_load_rows(data) -> None:
 def test_resume_from_checkpoint_gives_the_same_curve(data, tmp_path) -> None:
     ds, ev = data
     cfg = _cfg(checkpoint_every=3)
-    full = train_model(_model(), ds, ev, cfg, CPU, ModelRun("m"))
+    full = _train(_model(), ds, ev, cfg, ModelRun("m"))
     ckpt = tmp_path / "m.pt"
 
     def stop_at_5(run: ModelRun, loss: float, tps: float) -> None:
@@ -116,13 +121,13 @@ def test_resume_from_checkpoint_gives_the_same_curve(data, tmp_path) -> None:
 
     hooks = TrainHooks(progress=stop_at_5, checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o))
     with pytest.raises(KeyboardInterrupt):
-        train_model(_model(), ds, ev, cfg, CPU, ModelRun("m"), hooks=hooks)
+        _train(_model(), ds, ev, cfg, ModelRun("m"), hooks=hooks)
     torch.manual_seed(123)  # the checkpoint restores the RNG
     model = _model()
     opt = make_optimizer(model, cfg)
     run = load_checkpoint(ckpt, model, opt)
     assert run.step == 3
-    resumed = train_model(model, ds, ev, cfg, CPU, run, opt)
+    resumed = _train(model, ds, ev, cfg, run, opt)
     assert _comparable(resumed) == _comparable(full)
 
 
