@@ -56,7 +56,10 @@ def sharded_batches(data: RowSource, batch_size: int, dist: Dist = SINGLE, *, wo
 
 @dataclass
 class ModelRun:
-    """Progress of one model. status: pending, running, done, diverged, oom or interrupted."""
+    """Progress of one run. status: pending, running, done, diverged, oom, interrupted or failed
+    (an error, or its worker process died: see ``error``). device: where it ran; wall_time_s:
+    wall-clock seconds spent on it (build, training, evaluations, checkpoints; after a resume,
+    counted from its checkpoint on)."""
 
     name: str
     step: int = 0
@@ -70,6 +73,8 @@ class ModelRun:
     kernels: dict[str, str] = field(default_factory=dict)
     peak_mem_bytes: int | None = None
     peak_mem_kind: str | None = None
+    device: str | None = None
+    wall_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
