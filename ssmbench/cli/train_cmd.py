@@ -15,6 +15,7 @@ from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
 from ssmbench.results import load_run
 from ssmbench.train.compare import CompareRequest, plan_compare, resume_compare, run_compare
+from ssmbench.train.distributed import is_main_process
 
 
 @app.command("train-compare")
@@ -46,6 +47,11 @@ def train_compare_command(
     ] = None,
     tokenizer: Annotated[str | None, typer.Option(help="bytes, gpt2, gpt2:DIR, bpe or bpe:N.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    devices: Annotated[
+        str | None, typer.Option(help="Run the (model, seed) runs side by side, one process per device: "
+                                      "a comma list such as cuda:0,cuda:1 (cpu,cpu on a CPU). Not under "
+                                      "torchrun.")
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Base seed (default 0): runs use seeds base, base+1, ... "
                                       "(each sets the init and the data order).")
@@ -74,6 +80,9 @@ def train_compare_command(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the comparison in this results folder.")
     ] = None,
+    fsdp: Annotated[bool, typer.Option(
+        "--fsdp", help="Under torchrun: shard parameters, gradients and optimizer state (FSDP2), not DDP."
+    )] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print summary JSON instead of tables.")] = False,
 ) -> None:
     """Train the chosen models on the same data and batches, once per seed; report steps-to-target,
@@ -90,7 +99,8 @@ def train_compare_command(
         if given or (out is not None and out != resume):
             names = ", ".join("--" + k.replace("_", "-") for k in given) or "--out"
             raise BadInput(f"--resume takes its settings from {resume}/manifest.json; drop {names}")
-        result = resume_compare(resume, device=device, progress=progress, results_changed=_render_summary)
+        result = resume_compare(resume, device=device, devices=_devices(devices), progress=progress,
+                                results_changed=_render_summary, fsdp=fsdp)
     else:
         request = CompareRequest(
             preset=preset, suite=suite, models=_split(models), steps=steps, batch_size=batch_size,
@@ -99,8 +109,10 @@ def train_compare_command(
             tokenizer=tokenizer, seed=seed or 0, seeds=seeds, experts=experts, reference=reference,
             target_loss=target_loss, threads=threads,
         )  # fmt: skip
-        result = run_compare(plan_compare(request), out, device=device, progress=progress,
-                             results_changed=_render_summary)
+        result = run_compare(plan_compare(request), out, device=device, devices=_devices(devices),
+                             progress=progress, results_changed=_render_summary, fsdp=fsdp)
+    if not is_main_process():
+        return  # under torchrun rank 0 alone renders and prints
     renderer.render(load_run(result.path), result.path)
     if json_out:
         print_json({"run": str(result.path), "summary": result.summary})
@@ -112,6 +124,10 @@ def train_compare_command(
 def _render_summary(folder: Path) -> None:
     """summary.md after every evaluation, so a user can watch it during a long run."""
     renderer.render_summary(load_run(folder), folder)
+
+
+def _devices(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(text.split(","))
 
 
 def _split(models: str | None) -> tuple[str, ...] | None:

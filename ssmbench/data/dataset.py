@@ -54,6 +54,10 @@ class TokenDataset:
         offsets = torch.arange(self.seq_len + 1)
         return self.train_ids[starts[:, None] + offsets[None, :]].long()  # (B, T+1)
 
+    def rows(self, step: int, batch_size: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """(stop - start, seq_len + 1): rows start..stop-1 of ``train_batch(step, batch_size)``."""
+        return self.train_batch(step, batch_size)[start:stop]
+
     def eval_set(self, max_windows: int, mode: str = "nonoverlap", stride: int | None = None) -> EvalSet:
         """The first ``max_windows`` windows of the validation split (see ``make_eval_set``)."""
         return make_eval_set(self.val_ids, self.seq_len, self.token_bytes, max_windows, mode, stride)

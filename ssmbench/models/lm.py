@@ -55,7 +55,11 @@ def build_sublayer(kind: str, cfg: LMConfig) -> nn.Module:
 
 
 class Residual(nn.Module):
-    """x (B, T, D) -> x + layer(norm(x)); MoE sub-layers also return their routing stats."""
+    """One pre-norm residual block, called with the add of the previous block's output still
+    pending (mamba_ssm's fused add + norm): (x, y) -> (s, out, stats) with s = x + y (x when y is
+    None), out = layer(norm(s)), all (B, T, D); MoE sub-layers also return their routing stats (else
+    None). The caller adds the last block's output. Everything runs inside this module's call, so
+    FSDP's per-block hooks gather its parameters."""
 
     def __init__(self, kind: str, cfg: LMConfig) -> None:
         super().__init__()
@@ -63,9 +67,10 @@ class Residual(nn.Module):
         self.norm = build_norm(cfg.d_model, cfg.norm_eps)
         self.layer = build_sublayer(kind, cfg)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Any]:
-        y, stats = self.mix(self.norm(x))
-        return x + y, stats
+    def forward(self, x: Tensor, y: Tensor | None = None, backend: str = "ref") -> tuple[Tensor, Tensor, Any]:
+        h, s = add_norm(y, x, self.norm, backend)
+        out, stats = self.mix(h)
+        return s, out, stats
 
     def mix(self, h: Tensor) -> tuple[Tensor, Any]:
         """The sub-layer on the normed input h (B, T, D): (its output, MoE routing stats or None)."""
@@ -146,8 +151,7 @@ class LM(nn.Module):
         self.last_norm_backend = backend
         y, stats = None, []
         for block in self.blocks:
-            h, x = add_norm(y, x, block.norm, backend)  # x <- x + y; h = norm(x)
-            y, s = block.mix(h)
+            x, y, s = block(x, y, backend)  # x <- x + y; y <- the block's output
             if s is not None:
                 stats.append(s)
         h, _ = add_norm(y, x, self.norm_f, backend)

@@ -47,9 +47,10 @@ class TransformerStack(nn.Module):
         self.norm_f = build_norm(d_model, norm_eps)
 
     def forward(self, x: Tensor) -> Tensor:
+        y = None
         for block in self.blocks:
-            x, _ = block(x)
-        return self.norm_f(x)
+            x, y, _ = block(x, y)
+        return self.norm_f(x if y is None else x + y)
 
     def allocate_inference_cache(
         self, batch_size: int, max_seqlen: int, dtype: torch.dtype, device: torch.device

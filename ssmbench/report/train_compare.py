@@ -166,6 +166,7 @@ def _seed_rows(summary: list[dict[str, Any]]) -> pd.DataFrame:
                 "steps to target (EMA)": _run_steps(r, s, "ema"),
                 "data passes": _num(r.get("data_passes"), 3), "tokens/s": _count(r.get("tokens_per_s")),
                 "peak MB": _num(mem / 2**20 if isinstance(mem, (int, float)) else None),
+                "device": r.get("device") or "-", "wall s": _num(r.get("wall_time_s"), 3),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -236,6 +237,13 @@ def _setup_lines(manifest: dict[str, Any]) -> list[str]:
         f"{ev.get('scored_bytes')} bytes scored)",
         f"- device: {env.get('device_name')}; torch {env.get('torch')}; commit {env.get('commit')}",
     ]
+    if env.get("parallel") == "runs":
+        lines.append(f"- runs side by side, one process per device: {', '.join(env.get('devices') or [])} "
+                     f"({(manifest.get('schedule') or {}).get('policy', 'schedule not recorded')})")
+    elif (env.get("world_size") or 1) > 1:
+        lines.append(f"- each model data-parallel ({env.get('parallel')}, {env.get('backend')}) over "
+                     f"{env['world_size']} processes: {', '.join(env.get('devices') or [])}; tokens/s is "
+                     "their total")
     if cfg.get("reference_note"):
         lines.append(f"- note: {cfg['reference_note']}")
     return lines
@@ -282,7 +290,15 @@ def summary_markdown(manifest: dict[str, Any], summary: list[dict[str, Any]]) ->
     lines += ["", "Definitions: loss in nats per token; BPB = summed token NLL / ln 2 / raw bytes covered; "
               "data passes = tokens trained / tokens one pass over the training data holds (at most 1: no "
               "token trained twice; an unbounded stream never repeats); tokens/s is the median over logged "
-              "intervals after the first, averaged over seeds.", ""]
+              "intervals after the first, averaged over seeds."]
+    peak = next((s.get("peak_mem_definition") for s in summary if s.get("peak_mem_definition")), None)
+    if peak:
+        lines += ["", f"peak MB: {peak}."]
+    wall = summary[0].get("comparison_wall_time_s") if summary else None
+    if wall is not None:
+        lines += ["", "wall s: wall-clock seconds of the run (model build, training, evaluations, "
+                  f"checkpoints); the whole comparison took {wall:.1f} s."]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -13,9 +13,13 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
 import math
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,13 +39,25 @@ from ssmbench.models.registry import build_model, get_model_set
 from ssmbench.models.zoo_sets import with_experts
 from ssmbench.progress import NullProgress, Progress
 from ssmbench.results import METRICS, SUMMARY_JSON, RunFolder, load_run
-from ssmbench.train.batches import PrefetchedBatches, for_seed
+from ssmbench.train.batches import for_seed
 from ssmbench.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import FINISHED, ModelRun, TrainHooks, adamw_kind, make_optimizer, train_model
+from ssmbench.train.distributed import SINGLE, Dist, describe, launch, results_folder, torchrun_world_size
+from ssmbench.train.loop import (
+    FINISHED,
+    BatchSource,
+    ModelRun,
+    TrainHooks,
+    adamw_kind,
+    make_optimizer,
+    sharded_batches,
+    train_model,
+)
 from ssmbench.train.metrics import peak_memory, reset_peak_memory
 from ssmbench.train.presets import PaperFigures, TrainPreset, preset_for_suite
+from ssmbench.train.side_by_side import RunKey, run_side_by_side
 from ssmbench.train.summary import SummarySetup, build_summary
+from ssmbench.train.workers import WorkerSpec
 
 KIND = "train-compare"
 
@@ -226,7 +242,6 @@ def prepare(plan: ComparePlan) -> Prepared:
     return Prepared(data, ev, configs, {r["name"]: r for r in rows}, note)
 
 
-RunKey = tuple[str, int]  # (model, seed)
 
 
 def progress_key(plan: ComparePlan, name: str, seed: int) -> str:
@@ -241,6 +256,8 @@ class _Results:
                  changed: Callable[[Path], None]) -> None:
         self.folder, self.plan, self.prep, self.changed = folder, plan, prep, changed
         self.runs: dict[RunKey, ModelRun] = {}
+        # the comparison's wall time: earlier sessions' (when resuming) plus this one's so far
+        self.wall_before, self.t0 = 0.0, time.perf_counter()
         cfg = plan.train
         self.setup = SummarySetup(
             names=tuple(plan.names), seeds=plan.seeds, reference=plan.reference, steps_planned=cfg.steps,
@@ -259,6 +276,7 @@ class _Results:
             if "runs" not in entry:
                 raise ResultsError(f"{self.folder.path} was written by an older ssmbench (no runs per seed); "
                                    "start a new comparison")
+            self.wall_before = float(entry.get("comparison_wall_time_s") or 0.0)
             name = entry["name"]
             for r in entry["runs"]:
                 if r.get("status") not in FINISHED:
@@ -270,11 +288,13 @@ class _Results:
                     name, step=int(r["steps_done"]), rows=own, train_time_s=float(r["train_time_s"] or 0),
                     tokens=int(r["tokens"] or 0), status=r["status"], error=r.get("error"),
                     kernels=dict(r.get("kernels") or {}), peak_mem_bytes=r.get("peak_mem_bytes"),
-                    peak_mem_kind=r.get("peak_mem_kind"),
+                    peak_mem_kind=r.get("peak_mem_kind"), device=r.get("device"),
+                    wall_time_s=float(r.get("wall_time_s") or 0.0),
                 )  # fmt: skip
 
-    def save(self) -> None:
-        """metrics.csv and summary.json (atomic each), then ``changed``; cheap enough for every eval."""
+    def save(self) -> list[dict[str, Any]]:
+        """metrics.csv and summary.json (atomic each), then ``changed``; cheap enough for every eval.
+        -> the summary written."""
         rows = []
         for seed in self.plan.seeds:
             for name in self.plan.names:
@@ -285,12 +305,14 @@ class _Results:
                 rows.extend({**r, "seed": seed, "kernels": kernels} for r in run.rows)
         cols = ["model", "seed", "step", "metric", "value", "wall_s", "tokens", "kernels"]
         self.folder.write_metrics(pd.DataFrame(rows, columns=cols))
-        self.folder.write_summary(self.summary())
+        summary = self.summary()
+        self.folder.write_summary(summary)
         self.changed(self.folder.path)
+        return summary
 
     def summary(self) -> list[dict[str, Any]]:
         """One object per model of the plan (see ``ssmbench.train.summary``)."""
-        return build_summary(self.runs, self.setup)
+        return build_summary(self.runs, self.setup, self.wall_before + time.perf_counter() - self.t0)
 
 
 @dataclass(frozen=True)
@@ -300,34 +322,69 @@ class CompareResult:
 
 
 def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "auto",
-                progress: Progress | None = None, resume: bool = False,
-                results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+                devices: Sequence[str] | None = None, progress: Progress | None = None, resume: bool = False,
+                results_changed: Callable[[Path], None] | None = None, fsdp: bool = False) -> CompareResult:
     """Run (or with ``resume``, continue) the comparison into the folder ``out``.
-    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json."""
-    dev = resolve_device(device)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and plan.cpu_threads:
-        torch.set_num_threads(plan.cpu_threads)
-    try:
-        return _run(plan, out, dev, progress or NullProgress(), resume,
-                    results_changed or (lambda _folder: None))
-    finally:
-        torch.set_num_threads(threads)
+    ``results_changed(folder)`` is called after each write of metrics.csv and summary.json.
+    Under torchrun each model is trained data-parallel over the processes (DDP, or FSDP2 with
+    ``fsdp``); rank 0 alone shows progress and writes the folder. With ``devices`` the runs go
+    side by side, one worker process per device (``ssmbench.train.side_by_side``)."""
+    if devices is not None:
+        listed = check_devices(devices, device=device, fsdp=fsdp)
+        return _run(plan, out, resolve_device(listed[0]), progress or NullProgress(), resume,
+                    results_changed or (lambda _folder: None), SINGLE, listed)
+    with launch(device, fsdp=fsdp) as (dist, dev):
+        dist.local_batch(plan.train.batch_size, plan.train.grad_accum)  # BadInput before any work
+        if not dist.is_main:
+            progress, results_changed = NullProgress(), None
+        threads = torch.get_num_threads()
+        if dev.type == "cpu" and plan.cpu_threads:
+            torch.set_num_threads(plan.cpu_threads)
+        try:
+            return _run(plan, out, dev, progress or NullProgress(), resume,
+                        results_changed or (lambda _folder: None), dist)
+        finally:
+            torch.set_num_threads(threads)
 
 
-def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress,
-         resume: bool, results_changed: Callable[[Path], None]) -> CompareResult:
+def check_devices(devices: Sequence[str], *, device: str = "auto", fsdp: bool = False) -> tuple[str, ...]:
+    """The --devices list, each device checked and named in full ("cuda" -> "cuda:0"); BadInput
+    when it is empty or combined with what it cannot go with."""
+    if torchrun_world_size() > 1:
+        raise BadInput("--devices runs whole models side by side in processes of its own; under torchrun "
+                       "each model is spread over the torchrun processes: use one or the other")
+    if fsdp:
+        raise BadInput("--fsdp shards one model over torchrun's processes; it does not go with --devices")
+    if device not in ("auto", "", None):
+        raise BadInput(f"--device {device} and --devices: give one (--devices lists every device to use)")
+    names = [d.strip() for d in devices if d.strip()]
+    if not names:
+        raise BadInput("--devices is empty; list devices such as cuda:0,cuda:1 (or cpu,cpu)")
+    out = []
+    for name in names:
+        dev = resolve_device(name)
+        out.append(f"cuda:{dev.index or 0}" if dev.type == "cuda" else "cpu")
+    return tuple(out)
+
+
+def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progress, resume: bool,
+         results_changed: Callable[[Path], None], dist: Dist, devices: tuple[str, ...] = ()) -> CompareResult:
     prep = prepare(plan)
-    folder = RunFolder.create(KIND, out)
+    if devices:
+        layout = {"world_size": 1, "backend": None, "parallel": "runs", "devices": list(devices)}
+    else:
+        layout = describe(dist, dev, same=prep.eval_set.inputs)  # every rank: devices, same data
+    folder = results_folder(lambda: RunFolder.create(KIND, out), dist)
     with folder:  # the lock goes with the run, even when an interrupt keeps this frame alive
         results = _Results(folder, plan, prep, results_changed)
         if resume:
             results.load_previous()
-            folder.update_manifest(resumed_on=str(dev))
-        else:
+            folder.update_manifest(resumed_on=", ".join(devices) or str(dev), resumed_layout=layout)
+        elif dist.is_main:
             paper = {**plan.paper.to_dict(), "setup_note": prep.paper_note} if plan.paper else None
             folder.write_manifest(
-                config=plan.to_dict(), seed=plan.request.seed, environment=collect_environment(dev),
+                config=plan.to_dict(), seed=plan.request.seed,
+                environment={**collect_environment(dev), **layout},
                 ceilings=measure_ceilings(dev, quick=True).to_dict() if dev.type == "cuda" else None,
                 extra={**prep.describe(), "paper": paper, "optimizer": adamw_kind(dev),
                        "ceilings_note": None if dev.type == "cuda" else "not measured on CPU"},
@@ -339,71 +396,171 @@ def _run(plan: ComparePlan, out: Path | None, dev: torch.device, progress: Progr
             if prep.paper_note:
                 progress.note(prep.paper_note)
             # seed by seed: after each seed, every model has a finished run to compare
+            todo: list[RunKey] = []
             for seed in plan.seeds:
-                for name, mcfg in prep.configs:
+                for name in plan.names:
                     prev = results.runs.get((name, seed))
                     if prev is not None and prev.status in FINISHED:
                         progress.finish(progress_key(plan, name, seed), f"{prev.status} (earlier run)")
-                        continue
-                    _train_one(name, seed, mcfg, plan, prep, results, dev, progress, resume)
+                    else:
+                        todo.append((name, seed))
+            if devices:
+                cpus = devices.count("cpu")
+                threads = plan.cpu_threads or (max(1, (os.cpu_count() or 1) // cpus) if cpus else None)
+                spec = WorkerSpec(_worker_setup, (plan, folder.path, resume, data_digest(prep)), _worker_job,
+                                  threads)
+                run_side_by_side(todo, devices, spec, results, progress, lambda key: progress_key(plan, *key))
+            else:
+                for key in todo:
+                    _train_one(key, plan, prep, results, dev, progress, resume, dist)
                     results.save()
-        results.save()
-        return CompareResult(folder.path, results.summary())
+        return CompareResult(folder.path, results.save())
 
 
-def _train_one(name: str, seed: int, mcfg: ModelConfig, plan: ComparePlan, prep: Prepared,
-               results: _Results, dev: torch.device, progress: Progress, resume: bool) -> None:
-    """Build (init from the seed, whatever ran before), restore a checkpoint when resuming, train
-    on the seed's batches, record."""
+@dataclass(frozen=True)
+class RunReport:
+    """What a run tells its owner as it goes: started(run) once the model is built (and restored
+    from its checkpoint), about to train from run.step; progress(run, loss, tokens_per_s) after
+    each logged interval; evaluated(run) after each evaluation; stop(), asked before every step,
+    True to end the run as a Ctrl-C would."""
+
+    started: Callable[[ModelRun], None]
+    progress: Callable[[ModelRun, float, float], None]
+    evaluated: Callable[[ModelRun], None]
+    stop: Callable[[], bool] = lambda: False
+
+
+def train_run(key: RunKey, plan: ComparePlan, prep: Prepared, folder: Path, dev: torch.device, resume: bool,
+              runs: dict[RunKey, ModelRun], report: RunReport, dist: Dist = SINGLE) -> ModelRun:
+    """One (model, seed) run in this process: build the model (init from the seed, whatever ran
+    before), restore its checkpoint in ``folder`` when resuming, train on the seed's batches (this
+    rank's rows of them under torchrun), checkpoint, measure wall time and peak memory.
+    ``runs[key]`` is the run from the start (its checkpoint's once restored). Out of memory: status
+    "oom", returned; KeyboardInterrupt (or report.stop()): status "interrupted", raised again."""
+    name, seed = key
     cfg = plan.train
     data = for_seed(prep.data, seed)
-    key = progress_key(plan, name, seed)
-    ckpt = checkpoint_path(results.folder.path, name, seed)
-    run = ModelRun(name)
-    results.runs[(name, seed)] = run
-    reset_peak_memory(dev)
+    ckpt = checkpoint_path(folder, name, seed)
+    where = str(dev) if not dist.active else f"{dev.type} x{dist.world_size} ({dist.parallel})"
+    t0 = time.perf_counter()
+    run = runs[key] = ModelRun(name, device=where)
+    earlier = 0.0  # wall time before the checkpoint this run continues from
+    baseline = reset_peak_memory(dev)
     model = opt = None
     # on the GPU, worker processes make the next batches while it trains (a CPU run uses the cores)
     workers = default_workers(data.train) if dev.type == "cuda" else 0
-    batches = PrefetchedBatches(data.train, cfg.steps, workers, pin_memory=True) if workers else None
+    batches = _stoppable(sharded_batches(data.train, cfg.batch_size, dist, workers=workers,
+                                         pin_memory=workers > 0), report.stop)
+
+    def checkpoint(r: ModelRun, m: Any, o: Any) -> None:
+        r.wall_time_s = earlier + time.perf_counter() - t0
+        save_checkpoint(ckpt, r, m, o)
+
     try:
         torch.manual_seed(seed)
-        model = build_model(mcfg).to(dev)
+        model = build_model(dict(prep.configs)[name]).to(dev)
         opt = make_optimizer(model, cfg)
         if resume and ckpt.is_file():
-            run = results.runs[(name, seed)] = load_checkpoint(ckpt, model, opt)
-        progress.start(key, cfg.steps, run.step)
-        hooks = TrainHooks(
-            progress=lambda r, loss, tps: progress.update(key, r.step, {"loss": loss, "tok/s": tps}),
-            evaluated=lambda r: results.save(),
-            checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o),
-        )  # fmt: skip
-        train_model(model, batches or data.train, prep.eval_set, cfg, dev, run, opt, hooks)
+            run = runs[key] = load_checkpoint(ckpt, model, opt)
+            run.device, earlier = where, run.wall_time_s
+        report.started(run)
+        hooks = TrainHooks(progress=report.progress, evaluated=report.evaluated, checkpoint=checkpoint)
+        train_model(model, batches, prep.eval_set, cfg, dev, run, opt, hooks, dist)
     except BackendUnavailable as e:  # the mamba_ssm reference without mamba_ssm or CUDA: a row, not a crash
         run.status, run.error = "unavailable", str(e)
     except KeyboardInterrupt:
         run.status = "interrupted"
-        results.save()
         raise
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
         run.status, run.error = "oom", (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     finally:
-        if batches is not None:
-            batches.close()
-        run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev)
+        run.wall_time_s = earlier + time.perf_counter() - t0
+        run.peak_mem_bytes, run.peak_mem_kind = peak_memory(dev, baseline)
         del model, opt
         gc.collect()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    if run.status in FINISHED:
-        ckpt.unlink(missing_ok=True)
-    progress.finish(key, run.status)
+    return run
 
 
-def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | None = None,
-                   results_changed: Callable[[Path], None] | None = None) -> CompareResult:
+def _stoppable(batches: BatchSource, stop: Callable[[], bool]) -> BatchSource:
+    """``batches`` ending in KeyboardInterrupt before the first step at which ``stop()`` is True."""
+
+    def steps(first: int, last: int) -> Generator[tuple[int, torch.Tensor], None, None]:
+        with contextlib.closing(batches(first, last)) as inner:
+            for item in inner:
+                if stop():
+                    raise KeyboardInterrupt
+                yield item
+
+    return steps
+
+
+def _train_one(key: RunKey, plan: ComparePlan, prep: Prepared, results: _Results, dev: torch.device,
+               progress: Progress, resume: bool, dist: Dist) -> None:
+    """One run in this process, its rows written into the folder as it goes."""
+    bar = progress_key(plan, *key)
+    report = RunReport(
+        started=lambda r: progress.start(bar, plan.train.steps, r.step),
+        progress=lambda r, loss, tps: progress.update(bar, r.step, {"loss": loss, "tok/s": tps}),
+        evaluated=lambda r: results.save(),
+    )  # fmt: skip
+    try:
+        run = train_run(key, plan, prep, results.folder.path, dev, resume, results.runs, report, dist)
+    except KeyboardInterrupt:
+        results.save()
+        raise
+    if run.status in FINISHED and dist.is_main:
+        checkpoint_path(results.folder.path, *key).unlink(missing_ok=True)
+    progress.finish(bar, run.status)
+
+
+def data_digest(prep: Prepared) -> str:
+    """A digest of the evaluation windows: processes that prepared the same data agree on it."""
+    return hashlib.sha256(prep.eval_set.inputs.numpy().tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _InWorker:
+    """What a --devices worker keeps between its runs."""
+
+    plan: ComparePlan
+    prep: Prepared
+    folder: Path
+    resume: bool
+
+
+def _worker_setup(plan: ComparePlan, folder: Path, resume: bool, digest: str) -> _InWorker:
+    """In a --devices worker, once: the comparison's data, opened again (checked to be the parent's)."""
+    prep = prepare(plan)
+    if data_digest(prep) != digest:
+        raise RuntimeError("this process prepared other evaluation windows than the parent did")
+    return _InWorker(plan, prep, folder, resume)
+
+
+def _worker_job(ctx: _InWorker, dev: torch.device, key: RunKey, send: Callable[[Any], None],
+                stop: Callable[[], bool]) -> None:
+    """One run in a --devices worker. Sent to the parent: ("started" | "evaluated" | "final", the
+    run as a dict) and ("progress", step, loss, tokens_per_s); "final" also when the run fails."""
+    runs: dict[RunKey, ModelRun] = {}
+    report = RunReport(
+        started=lambda r: send(("started", r.to_dict())),
+        progress=lambda r, loss, tps: send(("progress", r.step, loss, tps)),
+        evaluated=lambda r: send(("evaluated", r.to_dict())),
+        stop=stop,
+    )  # fmt: skip
+    try:
+        train_run(key, ctx.plan, ctx.prep, ctx.folder, dev, ctx.resume, runs, report)
+    finally:
+        if key in runs:
+            send(("final", runs[key].to_dict()))
+
+
+def resume_compare(run_dir: Path, *, device: str = "auto", devices: Sequence[str] | None = None,
+                   progress: Progress | None = None, results_changed: Callable[[Path], None] | None = None,
+                   fsdp: bool = False) -> CompareResult:
     """Continue the comparison in ``run_dir`` with the settings in its manifest."""
     loaded = load_run(run_dir)
     if loaded.kind != KIND:
@@ -415,5 +572,5 @@ def resume_compare(run_dir: Path, *, device: str = "auto", progress: Progress | 
     if plan.train.to_dict() != config.get("train") or list(plan.seeds) != config.get("seeds"):
         raise ResultsError(f"the {plan.preset.name!r} preset changed since {run_dir} was started; "
                            "cannot resume it with this ssmbench")
-    return run_compare(plan, run_dir, device=device, progress=progress, resume=True,
-                       results_changed=results_changed)
+    return run_compare(plan, run_dir, device=device, devices=devices, progress=progress, resume=True,
+                       results_changed=results_changed, fsdp=fsdp)

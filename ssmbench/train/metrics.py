@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 import resource
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -91,15 +93,50 @@ def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> tup
     return steps, [math.fsum(c[s] for c in by_step) / len(by_step) for s in steps]
 
 
-def reset_peak_memory(device: torch.device) -> None:
+PEAK_MEM_KINDS = {
+    "cuda_max_allocated": "the most GPU memory held by tensors during the run "
+                          "(torch.cuda.max_memory_allocated, reset when the run starts)",
+    "cpu_run_peak_rss": "the process's peak resident memory during the run less its resident memory just "
+                        "before the model was built (the high-water mark is reset when the run starts; "
+                        "with --devices every CPU run has a process of its own, else memory the allocator "
+                        "kept from an earlier run can hide part of a later run's)",
+    "cpu_process_peak_rss": "the process's peak resident memory since it started (this system cannot reset "
+                            "it per run, so a run after the first shows the largest so far)",
+}
+
+
+def _status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status ("VmRSS", "VmHWM") in bytes; None off Linux."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{field}:\s+(\d+) kB", text, flags=re.MULTILINE)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def reset_peak_memory(device: torch.device) -> int | None:
+    """Start measuring one run's peak memory; returns the baseline ``peak_memory`` subtracts:
+    0 on CUDA (its counter is reset), the resident bytes now on a CPU whose high-water mark could
+    be reset (Linux), None where it cannot."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return 0
+    try:
+        # "5": reset the peak resident set size to the current one (proc(5), Linux 4.0+)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_bytes("VmRSS")
 
 
-def peak_memory(device: torch.device) -> tuple[int | None, str]:
-    """(bytes, what it measures): CUDA max_memory_allocated since the last reset, or on CPU the
-    process's peak resident set size (for the whole process, so it never goes down)."""
+def peak_memory(device: torch.device, baseline: int | None = None) -> tuple[int | None, str]:
+    """(bytes, kind): the run's peak since ``reset_peak_memory`` returned ``baseline``; the kinds
+    are defined in ``PEAK_MEM_KINDS``."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
+    hwm = _status_bytes("VmHWM")
+    if baseline is not None and hwm is not None:
+        return max(0, hwm - baseline), "cpu_run_peak_rss"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_peak_rss"
+    return int(rss if sys.platform == "darwin" else rss * 1024), "cpu_process_peak_rss"

@@ -20,7 +20,14 @@ from typing import Any
 
 from ssmbench.data import data_passes
 from ssmbench.train.loop import FINISHED, ModelRun
-from ssmbench.train.metrics import SMOOTHING, STEPS_RULE, mean_curve, smoothed, steps_to_target
+from ssmbench.train.metrics import (
+    PEAK_MEM_KINDS,
+    SMOOTHING,
+    STEPS_RULE,
+    mean_curve,
+    smoothed,
+    steps_to_target,
+)
 from ssmbench.train.presets import PaperFigures
 from ssmbench.train.stats import mean_ci95
 
@@ -111,8 +118,11 @@ def run_entry(run: ModelRun, seed: int, targets: Mapping[str, dict[str, Any]],
         "seed": seed, "status": run.status, "error": run.error, "steps_done": run.step,
         "tokens": run.tokens, "train_time_s": run.train_time_s,
         "data_passes": data_passes(run.tokens, setup.tokens_per_pass),
-        "tokens_per_s": _steady(run, "tokens_per_s"), "step_time_ms": _steady(run, "step_time_ms"),
+        "tokens_per_s": _steady(run, "tokens_per_s"),
+        "tokens_per_s_per_device": _steady(run, "tokens_per_s_per_device"),
+        "step_time_ms": _steady(run, "step_time_ms"),
         "peak_mem_bytes": run.peak_mem_bytes, "peak_mem_kind": run.peak_mem_kind, "kernels": run.kernels,
+        "device": run.device, "wall_time_s": run.wall_time_s,
         **{f"final_{m}": last.get(m) for m in FINAL_METRICS},
         "final_train_loss": last.get("train_loss"),
         "moe_max_load": last.get("moe_max_load"), "moe_dropped_fraction": last.get("moe_dropped_fraction"),
@@ -182,15 +192,18 @@ def model_entry(name: str, entries: list[dict[str, Any]], targets: Mapping[str, 
         out[f"speedup_{kind}"] = ref / mean if ref and mean else None
         out[f"target_{kind}"] = targets[kind]
     passes = [e["data_passes"] for e in entries if e["tokens"]]
+    kind = next((e["peak_mem_kind"] for e in entries if e["peak_mem_kind"]), None)
     out.update({
         "data_passes": max(passes) if passes else None,
         "data_passes_per_seed": [e["data_passes"] for e in entries],
         "tokens_per_pass": setup.tokens_per_pass,
         "tokens_per_s": _mean([e["tokens_per_s"] for e in entries]),
+        "tokens_per_s_per_device": _mean([e["tokens_per_s_per_device"] for e in entries]),
         "step_time_ms": _mean([e["step_time_ms"] for e in entries]),
         "peak_mem_bytes": max((e["peak_mem_bytes"] for e in entries if e["peak_mem_bytes"] is not None),
                               default=None),
-        "peak_mem_kind": next((e["peak_mem_kind"] for e in entries if e["peak_mem_kind"]), None),
+        "peak_mem_kind": kind,
+        "peak_mem_definition": PEAK_MEM_KINDS.get(kind) if kind else None,
         "kernels": next((e["kernels"] for e in entries if e["kernels"]), {}),
         "moe_max_load": _mean([e["moe_max_load"] for e in done]),
         "moe_dropped_fraction": _mean([e["moe_dropped_fraction"] for e in done]),
@@ -201,11 +214,13 @@ def model_entry(name: str, entries: list[dict[str, Any]], targets: Mapping[str, 
     return out
 
 
-def build_summary(runs: Mapping[tuple[str, int], ModelRun], setup: SummarySetup) -> list[dict[str, Any]]:
-    """summary.json: one object per model of the plan, in plan order (finished, running or pending)."""
+def build_summary(runs: Mapping[tuple[str, int], ModelRun], setup: SummarySetup,
+                  wall_time_s: float | None = None) -> list[dict[str, Any]]:
+    """summary.json: one object per model of the plan, in plan order (finished, running or pending);
+    each carries the comparison's wall time so far, ``wall_time_s``, as ``comparison_wall_time_s``."""
     targets = {kind: _target(kind, runs, setup) for kind in KINDS}
     out = []
     for name in setup.names:
         entries = [run_entry(runs.get((name, s)) or ModelRun(name), s, targets, setup) for s in setup.seeds]
-        out.append(model_entry(name, entries, targets, setup))
+        out.append({**model_entry(name, entries, targets, setup), "comparison_wall_time_s": wall_time_s})
     return out

@@ -8,6 +8,7 @@ import json
 import matplotlib.image
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ssmbench.cli import app
@@ -101,17 +102,18 @@ def test_resume_continues_the_missing_runs(tmp_path, runner, monkeypatch) -> Non
     interrupt = [True]
     real = compare.train_model
 
-    def interrupting(model, dataset, ev, cfg, dev, run, opt, hooks):
-        trained.append((run.name, dataset.seed, run.step))
+    def interrupting(model, batches, ev, cfg, dev, run, opt, hooks, dist):
+        seed = torch.initial_seed()  # the run's seed, set just before its model was built
+        trained.append((run.name, seed, run.step))
         progress = hooks.progress
 
         def stop(r, loss, tps):
             progress(r, loss, tps)
-            if interrupt[0] and (r.name, dataset.seed, r.step) == ("transformer", 1, 3):
+            if interrupt[0] and (r.name, seed, r.step) == ("transformer", 1, 3):
                 raise KeyboardInterrupt  # what Ctrl-C raises
 
         hooks.progress = stop
-        return real(model, dataset, ev, cfg, dev, run, opt, hooks)
+        return real(model, batches, ev, cfg, dev, run, opt, hooks, dist)
 
     monkeypatch.setattr(compare, "train_model", interrupting)
     args = ["train-compare", "--preset", "smoke", *TINY, "--models", "transformer,mamba", "--seeds", "2",

@@ -149,9 +149,10 @@ def test_padded_head_loss_and_logits_are_the_real_vocabularys():
         model.lm_head.weight[41:] = 100 * torch.randn(23, 24)  # large logits, if they were read
     idx, tgt = torch.randint(0, 41, (2, 2, 11)).unbind(0)
     out = model(idx, tgt)
-    h = model.embed(idx)
+    h, y = model.embed(idx), None
     for block in model.blocks:
-        h = block(h)[0]
+        h, y, _ = block(h, y)
+    h = h + y
     w = model.lm_head.weight[:41].detach().clone().requires_grad_()
     ref_logits = model.norm_f(h).detach() @ w.t()  # (B, T, 41)
     ref_loss = F.cross_entropy(ref_logits.reshape(-1, 41), tgt.reshape(-1))

@@ -1,5 +1,5 @@
 """The batches of one run: another seed's stream without reopening the data, and prefetching
-that hands over exactly the stream's rows."""
+(of one rank's rows) that hands over exactly the stream's rows."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import torch
 from ssmbench.data import DataRequest, open_training_data
 from ssmbench.models.config import LMConfig
 from ssmbench.models.registry import build_model
-from ssmbench.train.batches import PrefetchedBatches, for_seed
+from ssmbench.train.batches import for_seed
 from ssmbench.train.config import TrainConfig
-from ssmbench.train.loop import ModelRun, train_model
+from ssmbench.train.distributed import Dist
+from ssmbench.train.loop import ModelRun, sharded_batches, train_model
 
 
 @pytest.mark.parametrize("data_bytes", [None, 20_000], ids=["unbounded-synthetic", "finite-corpus"])
@@ -27,17 +28,16 @@ def test_for_seed_gives_what_opening_the_data_with_that_seed_gives(data_bytes) -
     assert torch.equal(for_seed(base, 0).train_batch(2, 4), base.train_batch(2, 4))
 
 
-def test_prefetched_batches_are_the_streams_in_any_order() -> None:
+@pytest.mark.parametrize("world", [1, 2])
+def test_prefetched_rank_rows_are_the_streams(world) -> None:
     stream = open_training_data(DataRequest(tokenizer="bytes", seq_len=16, seed=1)).train
-    with PrefetchedBatches(stream, stop_step=8, workers=1) as batches:
-        assert batches.seq_len == 16 and batches.tokens_available is None
-        for step in (2, 3, 4):
-            assert torch.equal(batches.train_batch(step, 4), stream.train_batch(step, 4))
-        # a part of a batch, a step back, a step past the end: served all the same
-        assert torch.equal(batches.rows(5, 4, 1, 3), stream.rows(5, 4, 1, 3))
-        assert torch.equal(batches.train_batch(0, 4), stream.train_batch(0, 4))
-        assert torch.equal(batches.train_batch(9, 4), stream.train_batch(9, 4))
-    batches.close()  # closing again is harmless
+    for rank in range(world):
+        batches = sharded_batches(stream, 4, Dist(rank, rank, world, "gloo"), workers=1)
+        start, stop = rank * 4 // world, (rank + 1) * 4 // world
+        got = list(batches(2, 5))
+        assert [step for step, _ in got] == [2, 3, 4]
+        for step, rows in got:
+            assert torch.equal(rows, stream.rows(step, 4, start, stop))
 
 
 def test_training_on_prefetched_batches_gives_the_same_curve() -> None:
@@ -46,12 +46,12 @@ def test_training_on_prefetched_batches_gives_the_same_curve() -> None:
                       log_interval=1)
     ev = data.eval_set(4)
 
-    def curve(stream) -> list[tuple]:
+    def curve(workers: int) -> list[tuple]:
         torch.manual_seed(0)
         model = build_model(LMConfig(vocab_size=256, d_model=32, pattern=("attn", "ff"), n_heads=2, d_ff=64))
-        run = train_model(model, stream, ev, cfg, torch.device("cpu"), ModelRun("m"))
+        batches = sharded_batches(data.train, cfg.batch_size, workers=workers)
+        run = train_model(model, batches, ev, cfg, torch.device("cpu"), ModelRun("m"))
         return [(r["step"], r["metric"], r["value"]) for r in run.rows
                 if r["metric"] in ("train_loss", "eval_loss")]
 
-    with PrefetchedBatches(data.train, cfg.steps, workers=1) as batches:
-        assert curve(batches) == curve(data.train)
+    assert curve(workers=1) == curve(workers=0)

@@ -25,14 +25,16 @@ def calls(monkeypatch) -> list[dict]:
     of memory. Every call is recorded: model, seed of its data, its first batch, its first weight."""
     seen: list[dict] = []
 
-    def fake(model, dataset, ev, cfg, dev, run: ModelRun, opt, hooks):
-        seen.append({"name": run.name, "seed": dataset.seed, "batch": dataset.train_batch(0, cfg.batch_size),
+    def fake(model, batches, ev, cfg, dev, run: ModelRun, opt, hooks, dist):
+        seed = torch.initial_seed()  # the run's seed, set just before its model was built
+        _, first = next(batches(0, 1))
+        seen.append({"name": run.name, "seed": seed, "batch": first,
                      "weight": next(model.parameters()).detach().clone()})
         if run.name == "moe-mamba":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         for step, loss in zip((0, 2, 4), CURVES[run.name], strict=True):
             run.step = step
-            run.add("eval_loss", loss + 0.1 * dataset.seed)
+            run.add("eval_loss", loss + 0.1 * seed)
             run.add("eval_bpb", loss / 2)
             run.add("tokens_per_s", 1000.0 + step)
         run.tokens = cfg.steps * cfg.batch_size * cfg.seq_len
@@ -136,7 +138,7 @@ def test_the_task_writes_results_and_leaves_rendering_to_its_caller(tmp_path, ca
 
 
 def test_cpu_allocator_failure_is_an_oom_row(tmp_path, monkeypatch) -> None:
-    def no_memory(model, dataset, ev, cfg, dev, run, opt, hooks):
+    def no_memory(model, batches, ev, cfg, dev, run, opt, hooks, dist=None):
         raise MemoryError
 
     monkeypatch.setattr(compare, "train_model", no_memory)

@@ -16,7 +16,7 @@ from ssmbench.train.compare import CompareRequest, plan_compare, run_compare
 from ssmbench.train.loop import ModelRun
 
 
-def _fake_training(model, dataset, ev, cfg, dev, run: ModelRun, opt, hooks):
+def _fake_training(model, dataset, ev, cfg, dev, run: ModelRun, opt, hooks, dist=None):
     for step, loss in ((0, 5.0), (2, 4.0)):
         run.step = step
         run.add("eval_loss", loss)

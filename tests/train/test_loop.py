@@ -22,12 +22,13 @@ from ssmbench.train.loop import (
     evaluate,
     make_optimizer,
     optimizer_record,
+    sharded_batches,
     train_model,
 )
-from ssmbench.train.metrics import peak_memory
+from ssmbench.train.metrics import peak_memory, reset_peak_memory
 
 CPU = torch.device("cpu")
-TIMING = {"step_time_ms", "tokens_per_s"}
+TIMING = {"step_time_ms", "tokens_per_s", "tokens_per_s_per_device"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,6 +52,11 @@ def _model(pattern=("attn", "ff"), **kw) -> torch.nn.Module:
                                 n_experts=4, **kw))
 
 
+def _train(model: torch.nn.Module, ds: TrainStream, ev, cfg: TrainConfig, run: ModelRun, *args,
+           **kw) -> ModelRun:
+    return train_model(model, sharded_batches(ds, cfg.batch_size), ev, cfg, CPU, run, *args, **kw)
+
+
 def _values(run: ModelRun, metric: str) -> list[float]:
     return [r["value"] for r in run.rows if r["metric"] == metric]
 
@@ -61,7 +67,7 @@ def _comparable(run: ModelRun) -> list[tuple]:
 
 def test_loss_decreases_on_synthetic_data(data) -> None:
     ds, ev = data
-    run = train_model(_model(), ds, ev, _cfg(steps=40, eval_interval=20), CPU, ModelRun("t"))
+    run = _train(_model(), ds, ev, _cfg(steps=40, eval_interval=20), ModelRun("t"))
     evals = _values(run, "eval_loss")
     assert run.status == "done" and run.step == 40 and len(evals) == 3
     assert evals[0] == pytest.approx(math.log(256), abs=0.3)  # untrained: about uniform
@@ -73,8 +79,8 @@ def test_loss_decreases_on_synthetic_data(data) -> None:
 
 def test_same_seed_same_curve(data) -> None:
     ds, ev = data
-    a = train_model(_model(), ds, ev, _cfg(), CPU, ModelRun("a"))
-    b = train_model(_model(), ds, ev, _cfg(), CPU, ModelRun("a"))
+    a = _train(_model(), ds, ev, _cfg(), ModelRun("a"))
+    b = _train(_model(), ds, ev, _cfg(), ModelRun("a"))
     assert _comparable(a) == _comparable(b)
     assert len(_values(a, "train_loss")) == 6
 
@@ -95,7 +101,7 @@ def test_divergence_is_recorded_and_rows_kept(data) -> None:
                     out.loss = out.loss * float("nan")
             return out
 
-    run = train_model(Exploding(), ds, ev, _cfg(), CPU, ModelRun("x"))
+    run = _train(Exploding(), ds, ev, _cfg(), ModelRun("x"))
     assert run.status == "diverged" and run.step == 3 and "step 3" in run.error
     losses = _values(run, "train_loss")
     assert all(math.isfinite(v) for v in losses[:2]) and math.isnan(losses[-1])
@@ -104,7 +110,7 @@ def test_divergence_is_recorded_and_rows_kept(data) -> None:
 
 def test_moe_load_rows(data) -> None:
     ds, ev = data
-    run = train_model(_model(("attn", "moe")), ds, ev, _cfg(steps=4), CPU, ModelRun("moe"))
+    run = _train(_model(("attn", "moe")), ds, ev, _cfg(steps=4), ModelRun("moe"))
     last = {r["metric"]: r["value"] for r in run.rows}
     fractions = [last[f"expert_fraction_{e:03d}"] for e in range(4)]
     assert sum(fractions) == pytest.approx(1.0, abs=1e-5)
@@ -115,7 +121,7 @@ def test_moe_load_rows(data) -> None:
 def test_resume_from_checkpoint_gives_the_same_curve(data, tmp_path) -> None:
     ds, ev = data
     cfg = _cfg(checkpoint_every=3)
-    full = train_model(_model(), ds, ev, cfg, CPU, ModelRun("m"))
+    full = _train(_model(), ds, ev, cfg, ModelRun("m"))
     ckpt = tmp_path / "m.pt"
 
     def stop_at_5(run: ModelRun, loss: float, tps: float) -> None:
@@ -124,13 +130,13 @@ def test_resume_from_checkpoint_gives_the_same_curve(data, tmp_path) -> None:
 
     hooks = TrainHooks(progress=stop_at_5, checkpoint=lambda r, m, o: save_checkpoint(ckpt, r, m, o))
     with pytest.raises(KeyboardInterrupt):
-        train_model(_model(), ds, ev, cfg, CPU, ModelRun("m"), hooks=hooks)
+        _train(_model(), ds, ev, cfg, ModelRun("m"), hooks=hooks)
     torch.manual_seed(123)  # the checkpoint restores the RNG
     model = _model()
     opt = make_optimizer(model, cfg)
     run = load_checkpoint(ckpt, model, opt)
     assert run.step == 3
-    resumed = train_model(model, ds, ev, cfg, CPU, run, opt)
+    resumed = _train(model, ds, ev, cfg, run, opt)
     assert _comparable(resumed) == _comparable(full)
 
 
@@ -155,8 +161,23 @@ def test_weight_decay_groups_and_peak_memory() -> None:
     assert any("A_log" in n for n, _ in model.named_parameters())
     assert not any("A_log" in n or n.endswith(".D") or "norm" in n or n.endswith("bias") for n in names)
     assert opt.param_groups[0]["weight_decay"] == 0.1 and opt.param_groups[1]["weight_decay"] == 0.0
-    mem, kind = peak_memory(CPU)
-    assert kind == "cpu_peak_rss" and mem > 10 * 2**20
+    mem, kind = peak_memory(CPU)  # no baseline: the process's peak
+    assert kind == "cpu_process_peak_rss" and mem > 10 * 2**20
+
+
+def test_cpu_peak_memory_is_the_runs_own() -> None:
+    """After a reset, a run's peak is what it touched above the baseline, not the process's peak
+    (which an earlier, larger allocation set)."""
+    big = torch.ones(96 * 2**20 // 4)  # 96 MiB touched, then freed: the process's peak
+    del big
+    baseline = reset_peak_memory(CPU)
+    if baseline is None:
+        pytest.skip("this kernel cannot reset the resident-set high-water mark (/proc/self/clear_refs)")
+    small = torch.ones(16 * 2**20 // 4)  # 16 MiB
+    mem, kind = peak_memory(CPU, baseline)
+    del small
+    assert kind == "cpu_run_peak_rss"
+    assert 12 * 2**20 <= mem < 64 * 2**20
 
 
 def test_optimizer_is_foreach_on_cpu_fused_on_cuda() -> None:
