@@ -2,13 +2,17 @@
 # Runs the GPU measurements behind docs/results.md, one or more stages per call. Usage (on the GPU
 # machine, from the repo root):
 #   bash benchmarks/gpu/run_stage.sh STAGE [STAGE...]
-# Stages: kernels | variants | chunked | gate | tests | train | gen | bench. Results go under $OUT as one
+# Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
+# the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
+# .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
 : "${OUT:=/tmp/out}"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-R=/tmp/results; mkdir -p "$R" "$OUT"
+R=${R:-/tmp/results-$(date +%s)}; mkdir -p "$R" "$OUT"  # one folder per call: a warm machine keeps /tmp
+REF=$PWD/build/ref  # git-ignored and never carried: a warm machine keeps the build between calls
+official_path() { export PYTHONPATH=$REF/mb/mamba_ssm:$REF/cc1d:$PYTHONPATH; }
 exec > >(tee -a "$OUT/run_stage.log") 2>&1
 ss() { python3 -m ssmbench "$@"; echo "[exit $? : ssmbench $*]"; }
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
@@ -73,6 +77,53 @@ bench)
   timeout -s INT "${TC_LIMIT:-300}" python3 -m ssmbench train-compare --preset bytes-small --device cuda \
      --out "$R/train-compare-bytes-small"
   echo "[exit $? : train-compare bytes-small]"
+  ;;
+official)
+  mkdir -p "$REF/cc1d"
+  [ -f "$REF/cc1d/causal_conv1d/__init__.py" ] || tar xJf .carry/cc1d.txz -C "$REF/cc1d"
+  if ! (official_path; python3 -c "import mamba_ssm.ops.selective_scan_interface" 2>/dev/null); then
+    MAX_JOBS=${MAX_JOBS:-8} nohup bash benchmarks/build_mamba_ssm.sh .carry "$REF/mb" mamba_ssm \
+      > "$REF/build.log" 2>&1 &
+    echo $! > "$REF/build.pid"
+  fi
+  ;;
+await-official)
+  [ -f "$REF/build.pid" ] && while kill -0 "$(cat "$REF/build.pid")" 2>/dev/null; do sleep 5; done
+  official_path
+  python3 -c "import mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
+    || tail -20 "$REF/build.log" "$REF/mb/mamba_ssm.log"
+  ;;
+small-x2)
+  # the five-way comparison, 3 seeds, its 15 runs side by side on two GPUs
+  ss train-compare --preset small --devices cuda:0,cuda:1 --out "$R/train-compare-small-h200x2" --json \
+    > "$R/small.json"
+  ;;
+ddp)
+  # one model, the same global batch, on one GPU and data-parallel over two (torchrun): tokens/s and curves
+  args=(train-compare --preset small --models mamba --seeds 1 --steps "${DDP_STEPS:-400}" --batch-size 64
+        --eval-interval 100 --json)
+  CUDA_VISIBLE_DEVICES=0 python3 -m ssmbench "${args[@]}" --device cuda --out "$R/ddp-mamba-1gpu" > /dev/null
+  echo "[exit $? : 1 GPU]"
+  torchrun --standalone --nproc-per-node 2 -m ssmbench "${args[@]}" --out "$R/ddp-mamba-2gpu" > /dev/null
+  echo "[exit $? : torchrun 2 GPUs]"
+  ss compare "$R/ddp-mamba-1gpu" "$R/ddp-mamba-2gpu" --out "$R/ddp-mamba-compare"
+  ;;
+bytes-x2)
+  # MambaByte vs MegaByte (the papers' pair), 3 seeds, side by side on two GPUs
+  ss train-compare --preset bytes-small --models "${BYTE_MODELS:-mambabyte,megabyte}" --devices cuda:0,cuda:1 \
+    --out "$R/train-compare-bytes-small-h200x2" --json > "$R/bytes.json"
+  ;;
+issue12)
+  # the scan at short L and large N, the conv, the training step: ours beside mamba_ssm / causal-conv1d
+  official_path
+  timeout -s INT 170 python3 benchmarks/gpu/scan_variants.py --json "$R/scan-variants.json" --old .carry/old_scan.py \
+    2>&1 | tail -60
+  timeout -s INT 80 python3 benchmarks/gpu/conv_variants.py --json "$R/conv-variants.json" 2>&1 | tail -30
+  timeout -s INT 120 python3 benchmarks/gpu/official_check.py transformer mamba-mlp moe-mamba \
+    --json "$R/train-step-paper-v1.json" 2>&1 | tail -40
+  timeout -s INT "${KP_LIMIT:-150}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
+     --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
+  echo "[exit $? : kernel-profile standard]"
   ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac

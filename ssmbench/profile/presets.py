@@ -84,9 +84,11 @@ PRESETS: dict[str, ProfilePreset] = {
         ),
         ProfilePreset(
             name="standard",
-            description="GPU: five Mamba-sized shapes in bf16 plus an L sweep at (8, 2048, L, 16) "
-            "for the scan-vs-attention crossover",
-            shapes=ANCHOR_SHAPES + _l_sweep(8, 2048, 16, (256, 512, 1024, 2048, 8192, 16384)),
+            description="GPU: five Mamba-sized shapes in bf16, an L sweep at (8, 2048, L, 16) for the "
+            "scan-vs-attention crossover, and a state-size sweep at (8, 1536, 2048, N), N 32/64/128",
+            shapes=ANCHOR_SHAPES
+            + _l_sweep(8, 2048, 16, (256, 512, 1024, 2048, 8192, 16384))
+            + tuple((8, 1536, 2048, n) for n in (32, 64, 128)),
             rounds=2,
         ),
         ProfilePreset(

@@ -169,18 +169,26 @@ def expand_rows(
     """Every (mode, shape, dtype, impl) combination, in that nesting order.
 
     An impl without a kernel for a mode (chunked in 'step') is left out unless it was named
-    explicitly, in which case its row is kept and will say so.
+    explicitly, in which case its row is kept and will say so. Attention rows that differ only in
+    the state size N are kept once (the first), as attention has no state.
     """
     if head_dim < 1:
         raise BadInput(f"--head-dim must be positive, got {head_dim}")
-    rows = []
+    rows, attention_seen = [], set()
     for mode in modes:
         for shape in shapes:
             for dtype in dtypes:
                 for impl in impls:
                     if impl not in MODE_IMPLS[mode] and not explicit_impls:
                         continue
-                    rows.append(RowSpec(impl, mode, *shape, dtype=dtype, head_dim=head_dim))
+                    spec = RowSpec(impl, mode, *shape, dtype=dtype, head_dim=head_dim)
+                    if spec.is_attention:
+                        # attention does not depend on the state size: one row per (B, D, L)
+                        key = (impl, mode, *shape[:3], dtype)
+                        if key in attention_seen:
+                            continue
+                        attention_seen.add(key)
+                    rows.append(spec)
     return tuple(rows)
 
 

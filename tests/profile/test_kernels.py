@@ -52,3 +52,15 @@ def test_ctrl_c_writes_the_rows_so_far_then_goes_on(tmp_path, monkeypatch) -> No
         run_kernel_profile(config(impls=("ref",)), tmp_path / "run")
     assert list(pd.read_csv(tmp_path / "run" / "metrics.csv")["row_id"]) == ["ref/fwd/1x8x12x4/float32"]
     assert not (tmp_path / "run" / "summary.md").exists()
+
+
+def test_attention_rows_are_kept_once_per_state_size_sweep() -> None:
+    """Shapes that differ only in N give one attention row (attention has no state) and one scan
+    row per N."""
+    shapes = [(1, 8, 12, 4), (1, 8, 12, 16), (1, 8, 24, 16)]
+    rows = expand_rows(["chunked", "attention"], ["fwd"], shapes, ["float32"], 8, explicit_impls=False)
+    assert [(r.impl, r.shape) for r in rows] == [
+        ("chunked", (1, 8, 12, 4)), ("attention", (1, 8, 12, 4)),
+        ("chunked", (1, 8, 12, 16)),
+        ("chunked", (1, 8, 24, 16)), ("attention", (1, 8, 24, 16)),
+    ]  # fmt: skip
