@@ -95,8 +95,10 @@ await-official)
   ;;
 small-x2)
   # the five-way comparison, 3 seeds, its 15 runs side by side on two GPUs
-  ss train-compare --preset small --devices cuda:0,cuda:1 --out "$R/train-compare-small-h200x2" --json \
-    > "$R/small.json"
+  # (SIGINT at the limit: the finished runs stay, and --resume continues the rest)
+  timeout -s INT "${SMALL_LIMIT:-420}" python3 -m ssmbench train-compare --preset small --devices cuda:0,cuda:1 \
+    --out "$R/train-compare-small-h200x2" --json > "$R/small.json"
+  echo "[exit $? : train-compare small x2]"
   ;;
 ddp)
   # one model, the same global batch, on one GPU and data-parallel over two (torchrun): tokens/s and curves
@@ -110,8 +112,10 @@ ddp)
   ;;
 bytes-x2)
   # MambaByte vs MegaByte (the papers' pair), 3 seeds, side by side on two GPUs
-  ss train-compare --preset bytes-small --models "${BYTE_MODELS:-mambabyte,megabyte}" --devices cuda:0,cuda:1 \
+  timeout -s INT "${BYTES_LIMIT:-540}" python3 -m ssmbench train-compare --preset bytes-small \
+    --models "${BYTE_MODELS:-mambabyte,megabyte}" --devices cuda:0,cuda:1 \
     --out "$R/train-compare-bytes-small-h200x2" --json > "$R/bytes.json"
+  echo "[exit $? : train-compare bytes-small x2]"
   ;;
 issue12)
   # the scan at short L and large N, the conv, the training step: ours beside mamba_ssm / causal-conv1d
