@@ -101,14 +101,17 @@ small-x2)
   echo "[exit $? : train-compare small x2]"
   ;;
 ddp)
-  # one model, the same global batch, on one GPU and data-parallel over two (torchrun): tokens/s and curves
-  args=(train-compare --preset small --models mamba --seeds 1 --steps "${DDP_STEPS:-400}" --batch-size 64
-        --eval-interval 100 --json)
-  CUDA_VISIBLE_DEVICES=0 python3 -m ssmbench "${args[@]}" --device cuda --out "$R/ddp-mamba-1gpu" > /dev/null
+  # one model, the same global batch, on one GPU and data-parallel over two (torchrun): tokens/s and
+  # curves. A GPU-bound step (MambaByte, 32 x 1024 bytes); small's mamba is host-bound at 30 ms a step,
+  # so halving its batch per GPU saves nothing.
+  m=${DDP_MODEL:-mambabyte}
+  args=(train-compare --preset "${DDP_PRESET:-bytes-small}" --models "$m" --seeds 1 --steps "${DDP_STEPS:-200}"
+        --eval-interval 50 --json)
+  CUDA_VISIBLE_DEVICES=0 python3 -m ssmbench "${args[@]}" --device cuda --out "$R/ddp-$m-1gpu" > /dev/null
   echo "[exit $? : 1 GPU]"
-  torchrun --standalone --nproc-per-node 2 -m ssmbench "${args[@]}" --out "$R/ddp-mamba-2gpu" > /dev/null
+  torchrun --standalone --nproc-per-node 2 -m ssmbench "${args[@]}" --out "$R/ddp-$m-2gpu" > /dev/null
   echo "[exit $? : torchrun 2 GPUs]"
-  ss compare "$R/ddp-mamba-1gpu" "$R/ddp-mamba-2gpu" --out "$R/ddp-mamba-compare"
+  ss compare "$R/ddp-$m-1gpu" "$R/ddp-$m-2gpu" --out "$R/ddp-$m-compare"
   ;;
 bytes-x2)
   # MambaByte vs MegaByte (the papers' pair), 3 seeds, side by side on two GPUs

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ssmbench.cli.app import app
-from ssmbench.cli.common import cli_errors, console, print_json
+from ssmbench.cli.common import cli_errors, console, err_console, print_json
 from ssmbench.cli.progress import progress_for
 from ssmbench.errors import BadInput
 from ssmbench.report import train_compare as renderer
@@ -116,9 +116,16 @@ def train_compare_command(
     renderer.render(load_run(result.path), result.path)
     if json_out:
         print_json({"run": str(result.path), "summary": result.summary})
-        return
-    console.print(renderer.console_table(load_run(result.path)))
-    console.print(f"results: {result.path}")
+    else:
+        console.print(renderer.console_table(load_run(result.path)))
+        console.print(f"results: {result.path}")
+    failed = [f"{m['name']} seed {r['seed']}" for m in result.summary for r in m.get("runs", [])
+              if r.get("status") == "failed"]  # fmt: skip
+    if failed:
+        more = ", ..." if len(failed) > 3 else ""
+        err_console.print(f"error: {len(failed)} run(s) failed ({', '.join(failed[:3])}{more}); "
+                          f"the errors are in {result.path}/summary.md", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _render_summary(folder: Path) -> None:

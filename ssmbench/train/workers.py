@@ -172,7 +172,8 @@ class _Pool:
         wid, self.next_id = self.next_id, self.next_id + 1
         mine, theirs = self.ctx.Pipe()
         proc = self.ctx.Process(target=_worker_main, args=(wid, device, self.spec, theirs, self.stop),
-                                name=f"ssmbench-worker-{wid}-{device}", daemon=True)
+                                name=f"ssmbench-worker-{wid}-{device}")  # not daemonic: a CUDA run starts its
+        # own batch-prefetch processes; shutdown() ends every worker
         proc.start()
         theirs.close()
         self.workers[wid] = _Worker(slot, device, proc, mine)

@@ -68,6 +68,13 @@ def test_ctrl_c_stops_the_running_tasks_and_starts_no_other() -> None:
     assert not [e for e in events if e.kind in ("end", "failed")]
 
 
+def test_a_worker_may_start_processes_of_its_own() -> None:
+    """A CUDA run prefetches batches in processes it starts: its worker must not be daemonic."""
+    events = _run([7], ["cpu"], one_task_each=True, job=worker_jobs.with_child)
+    assert [e.data for e in events if e.kind == "message"] == [7]
+    assert [e.task for e in events if e.kind == "end"] == [7]
+
+
 def test_death_reasons() -> None:
     assert death_reason(3) == "exit code 3"
     assert death_reason(-signal.SIGKILL) == "killed by SIGKILL"

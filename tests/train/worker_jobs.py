@@ -58,3 +58,17 @@ def slow_mamba(ctx, dev, key, send, stop) -> None:
         return stop()
 
     compare._worker_job(ctx, dev, key, send, paced if key[0] == "mamba" else stop)
+
+
+def _child_exit(code: int) -> None:
+    os._exit(code)
+
+
+def with_child(ctx: dict[str, Any], dev: torch.device, task: Any, send, stop) -> None:
+    """Starts a process of its own (as a CUDA run's batch prefetching does) and sends its exit code."""
+    import multiprocessing as mp
+
+    child = mp.get_context("spawn").Process(target=_child_exit, args=(task,))
+    child.start()
+    child.join(60)
+    send(child.exitcode)
