@@ -106,7 +106,7 @@ ddp)
   # so halving its batch per GPU saves nothing.
   m=${DDP_MODEL:-mambabyte}
   args=(train-compare --preset "${DDP_PRESET:-bytes-small}" --models "$m" --seeds 1 --steps "${DDP_STEPS:-200}"
-        --eval-interval 50 --json)
+        --eval-interval 50 --json ${DDP_BATCH:+--batch-size $DDP_BATCH})
   CUDA_VISIBLE_DEVICES=0 python3 -m ssmbench "${args[@]}" --device cuda --out "$R/ddp-$m-1gpu" > /dev/null
   echo "[exit $? : 1 GPU]"
   torchrun --standalone --nproc-per-node 2 -m ssmbench "${args[@]}" --out "$R/ddp-$m-2gpu" > /dev/null
@@ -119,6 +119,13 @@ bytes-x2)
     --models "${BYTE_MODELS:-mambabyte,megabyte}" --devices cuda:0,cuda:1 \
     --out "$R/train-compare-bytes-small-h200x2" --json > "$R/bytes.json"
   echo "[exit $? : train-compare bytes-small x2]"
+  ;;
+conv)
+  # the Mamba layer's conv: PyTorch, the Triton kernels, causal-conv1d's CUDA kernel (prebuilt, carried)
+  mkdir -p "$REF/cc1d"
+  [ -f "$REF/cc1d/causal_conv1d/__init__.py" ] || tar xJf .carry/cc1d.txz -C "$REF/cc1d"
+  PYTHONPATH=$REF/cc1d:$PYTHONPATH timeout -s INT 100 python3 benchmarks/gpu/conv_variants.py \
+    --json "$R/conv-variants.json" 2>&1 | tail -40
   ;;
 issue12)
   # the scan at short L and large N, the conv, the training step: ours beside mamba_ssm / causal-conv1d
