@@ -2,7 +2,7 @@
 PY ?= python3
 OUT ?= results/demo
 
-.PHONY: torch install install-dev install-bench demo test lint bench profile-smoke docs clean
+.PHONY: torch install install-dev install-bench demo test test-timing lint bench profile-smoke docs clean
 
 # torch first: on a CPU-only machine `torch==2.13.0` is the local CPU build; an
 # unpinned torch would pull gigabytes of CUDA wheels. A machine that already has a
@@ -27,7 +27,10 @@ demo: install
 	$(PY) -m ssmbench kernel-profile --preset smoke --out $(OUT)/kernel-profile
 
 test: install-dev
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not timing"
+
+test-timing: install-dev  # tests that pass or fail on measured times: a loaded machine can flake them
+	$(PY) -m pytest tests -m timing
 
 lint: install-dev
 	$(PY) -m ruff check ssmbench tests benchmarks
