@@ -76,12 +76,14 @@ def providers() -> tuple[list[tuple[str, str, str, Fn]], dict[str, str]]:
         jobs.append(("triton", "fwd+bwd", f"bwd {bd}x{bl}/{nw}w", triton_fn(cfg)))
     missing: dict[str, str] = {}
     try:
+        import causal_conv1d
         from causal_conv1d import causal_conv1d_fn
 
-        version = importlib.metadata.version("causal-conv1d")
+        # a build carried onto the device has no package metadata: its own version string then
+        version = getattr(causal_conv1d, "__version__", None) or importlib.metadata.version("causal-conv1d")
         cc: Fn = lambda x, w, b: causal_conv1d_fn(x, w, b, activation="silu")
         jobs += [("causal_conv1d", p, version, cc) for p in ("fwd", "fwd+bwd")]
-    except ImportError as e:
+    except (ImportError, importlib.metadata.PackageNotFoundError) as e:
         missing["causal_conv1d"] = f"not importable: {e}"
     return jobs, missing
 

@@ -366,7 +366,7 @@ def host_rows(old_mod, have_mamba) -> list[dict]:
     plan = new._fwd_plan(cfg, b, d, L, n, 1, False, False, (True, True, True, True), False, False)
     outb = torch.empty_like(u)
     args = (u, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], outb, outb, outb, outb,
-            L, d, n, 1)
+            L, d, n, 1, plan.n_blocks, plan.n_states)
     kernel = new.selective_scan_fwd_kernel
     out.append({"kind": "host", "label": "fwd kernel[grid] (Triton's path)",
                 "fwd_us": host_us(lambda: kernel[plan.grid](*args, **plan.consts, **dict(plan.options)))})
