@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from ssmbench.device import dtype_bytes, dtype_name, is_oom, parse_dtype, resolve_device, triton_interpreting
+from ssmbench.device import (
+    cpu_threads,
+    dtype_bytes,
+    dtype_name,
+    is_oom,
+    parse_dtype,
+    resolve_device,
+    triton_interpreting,
+)
 from ssmbench.errors import BadInput
 
 
@@ -31,3 +39,12 @@ def test_resolve_device_rejects_unknown(monkeypatch):
     assert triton_interpreting()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert not triton_interpreting()
+
+
+def test_cpu_threads_sets_and_restores_on_cpu_only() -> None:
+    before = torch.get_num_threads()
+    with cpu_threads(torch.device("cpu"), 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(torch.device("meta"), 1), cpu_threads(torch.device("cpu"), None):
+        assert torch.get_num_threads() == before

@@ -13,9 +13,7 @@ row), with MegaByte's global model counted once per patch (divided by P).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from torch import nn
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
 from ssmbench.bench.timing import Timeline
-from ssmbench.device import device_memory_bytes, dtype_name, is_oom, parse_dtype, resolve_device
+from ssmbench.device import cpu_threads, device_memory_bytes, dtype_name, is_oom, parse_dtype, resolve_device
 from ssmbench.errors import BadInput
 from ssmbench.generate.decode import Decoder
 from ssmbench.generate.presets import PAPER
@@ -425,19 +423,6 @@ def run_gen_speed(
     with cpu_threads(device, config.threads), progress or NullProgress() as shown:
         return _run(config, out, shown)
 
-
-@contextlib.contextmanager
-def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to ``threads`` on a CPU device, restored after."""
-    if device.type != "cpu" or threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _run(config: GenSpeedConfig, out: Path | None, progress: Progress) -> GenSpeedRun:

@@ -10,9 +10,8 @@ sweep: every row measured so far is written, then the interrupt goes on (``Sweep
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from ssmbench.bench.ceilings import Ceilings, measure_ceilings
 from ssmbench.bench.environment import collect_environment, device_kind
+from ssmbench.device import cpu_threads
 from ssmbench.errors import ResultsError
 from ssmbench.profile.baseline import Baseline, save_baseline
 from ssmbench.profile.regression import GateRow, GateRule, compare, exit_code, gate_records, normalize_scale
@@ -77,19 +77,6 @@ class KernelProfileRun:
             f"{n} {status}" for status, n in counts.items()
         )
 
-
-@contextlib.contextmanager
-def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch CPU threads on a CPU device, restoring the old count after."""
-    if device.type != "cpu" or threads is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _rerun_regressed(

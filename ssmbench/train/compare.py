@@ -30,7 +30,7 @@ import torch
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.environment import collect_environment
 from ssmbench.data import DataRequest, EvalSet, Tokenizer, TrainingData, default_workers, open_training_data
-from ssmbench.device import is_oom, resolve_device
+from ssmbench.device import cpu_threads, is_oom, resolve_device
 from ssmbench.errors import BackendUnavailable, BadInput, ResultsError
 from ssmbench.models.config import LMConfig, ModelConfig, ModelSet
 from ssmbench.models.describe import describe_model_set
@@ -337,14 +337,9 @@ def run_compare(plan: ComparePlan, out: Path | None = None, *, device: str = "au
         dist.local_batch(plan.train.batch_size, plan.train.grad_accum)  # BadInput before any work
         if not dist.is_main:
             progress, results_changed = NullProgress(), None
-        threads = torch.get_num_threads()
-        if dev.type == "cpu" and plan.cpu_threads:
-            torch.set_num_threads(plan.cpu_threads)
-        try:
+        with cpu_threads(dev, plan.cpu_threads):
             return _run(plan, out, dev, progress or NullProgress(), resume,
                         results_changed or (lambda _folder: None), dist)
-        finally:
-            torch.set_num_threads(threads)
 
 
 def check_devices(devices: Sequence[str], *, device: str = "auto", fsdp: bool = False) -> tuple[str, ...]:
