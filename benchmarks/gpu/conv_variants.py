@@ -195,7 +195,7 @@ def run(dry_run: bool) -> dict:
                     row |= {"ms": ms, "p20": p20, "p80": p80, "gbps": min_bytes(shape, pass_) / ms / 1e6}
             except Exception as e:
                 # one failing provider (an unsupported argument, a compile error) must not cost
-                # the other rows of a GPU session: its row says why
+                # the other rows of the same run: its row says why
                 row["error"] = f"{type(e).__name__}: {e}"[:500]
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -256,7 +256,7 @@ class _Results:
                  changed: Callable[[Path], None]) -> None:
         self.folder, self.plan, self.prep, self.changed = folder, plan, prep, changed
         self.runs: dict[RunKey, ModelRun] = {}
-        # the comparison's wall time: earlier sessions' (when resuming) plus this one's so far
+        # the comparison's wall time: earlier parts' (when resuming) plus this one's so far
         self.wall_before, self.t0 = 0.0, time.perf_counter()
         cfg = plan.train
         self.setup = SummarySetup(

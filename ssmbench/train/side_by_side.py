@@ -80,7 +80,7 @@ class _Parent:
         self.t0 = time.perf_counter()
         manifest = json.loads((results.folder.path / MANIFEST).read_text())
         earlier = (manifest.get("schedule") or {}).get("runs", [])
-        self.session = 1 + max((e.get("session", 0) for e in earlier), default=-1)
+        self.part = 1 + max((e.get("part", 0) for e in earlier), default=-1)  # 0, then 1 after a --resume ...
         self.schedule: dict[str, Any] = {"policy": POLICY, "workers": WORKERS, "devices": list(devices),
                                          "runs": list(earlier)}
         self.entries: dict[RunKey, dict[str, Any]] = {}
@@ -92,7 +92,7 @@ class _Parent:
         if ev.kind == "start":
             runs[key] = ModelRun(key[0], status="running", device=ev.device)
             entry = {"model": key[0], "seed": key[1], "device": ev.device, "pid": ev.pid,
-                     "session": self.session, "started_s": time.perf_counter() - self.t0,
+                     "part": self.part, "started_s": time.perf_counter() - self.t0,
                      "status": "running", "wall_time_s": None}
             self.entries[key] = entry
             self.schedule["runs"].append(entry)
