@@ -1,17 +1,13 @@
-"""Comparison helpers shared by tests: relative error that fails hard on NaN."""
+"""Comparison helpers shared by tests: relative error that fails hard on NaN (the package's own,
+``ssmbench.profile.problem.rel_err``)."""
 
 from __future__ import annotations
 
 import torch
 
+from ssmbench.profile.problem import rel_err
 
-def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64; inf when out has a NaN/inf."""
-    out64, ref64 = out.detach().double(), ref.detach().double()
-    if not torch.isfinite(out64).all():
-        return float("inf")
-    denom = ref64.norm().item()
-    return (out64 - ref64).norm().item() / (denom if denom > 0 else 1.0)
+__all__ = ["assert_close", "rel_err"]
 
 
 def assert_close(out: torch.Tensor, ref: torch.Tensor, tol: float, what: str = "") -> None:

@@ -35,7 +35,7 @@ from triton.testing import do_bench
 
 from ssmbench.bench.environment import collect_environment
 from ssmbench.ops.conv.ref import causal_conv1d_ref
-from tests.helpers import rel_err
+from ssmbench.profile.problem import rel_err
 
 # (batch, d_inner, L): paper-v1 training (batch 64, d_model 512), smaller and larger layers
 SHAPES = [(64, 1024, 256), (32, 512, 256), (8, 2048, 1024), (8, 3072, 2048)]

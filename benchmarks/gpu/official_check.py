@@ -9,7 +9,7 @@ within 1%, and times one training step of each exactly as the training-step benc
 in two alternating rounds after 3 warm-up steps. MODEL adds other models of the set to the rounds
 (e.g. transformer mamba-mlp moe-mamba, for the step ratios). Then, for one step of each, the
 profiler's aten::copy_ count and time and the GPU time by kernel kind, and the op counts of one
-ssmbench Mamba layer (forward + backward) from tests/op_counts.py.
+ssmbench Mamba layer (forward + backward) from ssmbench/bench/op_counts.py.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def profile_step(step) -> dict[str, float]:
 
 def layer_op_counts() -> dict[str, int]:
     """One ssmbench Mamba layer of paper-v1 size, forward + backward under bf16 autocast."""
+    from ssmbench.bench.op_counts import count_ops
     from ssmbench.layers.mamba import Mamba
-    from tests.op_counts import count_ops
 
     layer = Mamba(512).to(DEV)
     x = torch.randn(BATCH, SEQ, 512, device=DEV, requires_grad=True)

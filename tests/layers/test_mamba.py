@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ssmbench.bench.op_counts import count_ops
 from ssmbench.layers.mamba import Mamba, OutProj
 from ssmbench.ops import available_backends
 from ssmbench.ops.scan.ref import selective_scan_ref
 from tests.helpers import assert_close
-from tests.op_counts import count_ops
 
 
 def mamba_plain(m: Mamba, x: torch.Tensor) -> torch.Tensor:

@@ -212,7 +212,7 @@ def test_mamba_block_copies_pinned(device):
     transposing, and one large elementwise op (the sum of u's two gradients): no casts around
     the norm. A new copy fails this test."""
     pytest.importorskip("triton")
-    from tests.op_counts import count_ops
+    from ssmbench.bench.op_counts import count_ops
 
     B, T, D = 2, 128, 16
 
