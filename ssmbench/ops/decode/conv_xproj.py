@@ -9,11 +9,13 @@ from torch import Tensor
 
 from ssmbench.device import triton_interpreting
 from ssmbench.errors import BadInput
-from ssmbench.ops.decode.common import HAS_TRITON, MAX_BATCH, dot, dot_precision, require_fused
+from ssmbench.ops.decode.common import HAS_TRITON, MAX_BATCH, dot_precision, require_fused
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
+
+    from ssmbench.ops.decode.common import dot
 
     @triton.jit
     def conv_xproj_kernel(
