@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssmbench.data.bpe import BPETokenizer, RegexSplitter, train_bpe
+from ssmbench.data.bpe import BPETokenizer, gpt2_splitter, train_bpe
 from ssmbench.data.prefetch import StepBatches, default_workers, prefetch_batches
 from ssmbench.data.streams import SyntheticStream, WindowStream, data_passes, passes_warning
 from ssmbench.data.synthetic import GrammarSampler, SyntheticGrammar
@@ -25,7 +25,7 @@ def sampler() -> GrammarSampler:
 @pytest.fixture(scope="module")
 def bpe(sampler: GrammarSampler) -> BPETokenizer:
     text = sampler.text(np.random.default_rng(99), 60_000)
-    return BPETokenizer(train_bpe(text, 400), splitter=RegexSplitter())
+    return BPETokenizer(train_bpe(text, 400), splitter=gpt2_splitter()[0])  # regex is optional
 
 
 def _stream(sampler, tok, seed=0, seq_len=33, bpt=None) -> SyntheticStream:
