@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from benchmarks.scan_problems import NAMES, Case, make_inputs
+from benchmarks.scan_problems import NAMES, Case, make_inputs, mamba_layer_inputs
 from ssmbench.bench.ceilings import measure_ceilings
 from ssmbench.bench.timing import benchmark
 from ssmbench.ops.scan.chunked import selective_scan_chunked
@@ -69,22 +69,7 @@ def short(ls: LaunchShape) -> str:
 
 
 def bench_inputs(shape, requires_grad: bool, seed: int = 0) -> dict:
-    """bf16 u/delta/z/B/C, fp32 A/D/delta_bias as a Mamba layer passes them; S4D-real A."""
-    b, d, L, n = shape
-    g = torch.Generator(device=DEV).manual_seed(seed)
-    bf = dict(device=DEV, dtype=torch.bfloat16)
-    x = {
-        "u": torch.randn(b, d, L, generator=g, **bf),
-        "delta": torch.randn(b, d, L, generator=g, **bf) * 0.5,
-        "A": -torch.arange(1, n + 1, device=DEV, dtype=torch.float32).repeat(d, 1),
-        "B": torch.randn(b, n, L, generator=g, **bf),
-        "C": torch.randn(b, n, L, generator=g, **bf),
-        "D": torch.randn(d, generator=g, device=DEV),
-        "z": torch.randn(b, d, L, generator=g, **bf),
-        # softplus^-1 of dt in [0.001, 0.1]
-        "delta_bias": torch.expm1(torch.rand(d, generator=g, device=DEV) * 0.099 + 0.001).log(),
-    }
-    return {k: v.requires_grad_(requires_grad) for k, v in x.items()}
+    return mamba_layer_inputs(shape, DEV, seed, requires_grad)
 
 
 def call(fn, x, **kw):

@@ -1,5 +1,6 @@
 """Random selective-scan problems shared by the GPU scripts under benchmarks/ and the scan tests
-(tests/ops/scan_cases.py): one case type and one input builder, so both see the same inputs."""
+(tests/ops/scan_cases.py): one case type and one input builder, so both see the same inputs; and
+the Mamba layer's own inputs at a timed shape (``mamba_layer_inputs``)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,24 @@ def make_inputs(case: Case, seed: int, device: torch.device | str = "cpu") -> di
         "z": rnd(b, d, L, dtype=act) if case.z else None,
         "delta_bias": rnd(d, dtype=par, scale=0.3) if case.bias else None,
     }
+
+
+def mamba_layer_inputs(shape: tuple[int, int, int, int], device: torch.device | str, seed: int = 0,
+                       grad: bool = False) -> dict[str, torch.Tensor]:
+    """The inputs a Mamba layer passes at (batch, dim, L, N), for timing: bf16 u/delta/z/B/C; fp32
+    A = -(1..N) per channel (S4D-real), D, and delta_bias = softplus^-1 of dt in [0.001, 0.1]
+    (Mamba's dt init); every tensor requires grad when ``grad``."""
+    b, d, L, n = shape
+    g = torch.Generator(device=device).manual_seed(seed)
+    bf = dict(device=device, dtype=torch.bfloat16)
+    x = {
+        "u": torch.randn(b, d, L, generator=g, **bf),
+        "delta": torch.randn(b, d, L, generator=g, **bf) * 0.5,
+        "A": -torch.arange(1, n + 1, device=device, dtype=torch.float32).repeat(d, 1),
+        "B": torch.randn(b, n, L, generator=g, **bf),
+        "C": torch.randn(b, n, L, generator=g, **bf),
+        "D": torch.randn(d, generator=g, device=device),
+        "z": torch.randn(b, d, L, generator=g, **bf),
+        "delta_bias": torch.expm1(torch.rand(d, generator=g, device=device) * 0.099 + 0.001).log(),
+    }
+    return {k: t.requires_grad_(grad) for k, t in x.items()}

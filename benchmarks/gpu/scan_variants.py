@@ -42,6 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from benchmarks.scan_problems import mamba_layer_inputs  # noqa: E402
 from ssmbench.ops.scan import triton as new  # noqa: E402
 from ssmbench.ops.scan.ref import selective_scan_ref  # noqa: E402
 
@@ -158,22 +159,7 @@ def config_text(v: Variant, shape) -> str:
 
 
 def inputs(shape, device, seed=0, grad=False) -> dict[str, torch.Tensor]:
-    """bf16 u/delta/z/B/C; fp32 A = -(1..N) per channel (S4D-real), D, delta_bias = softplus^-1 of
-    dt in [0.001, 0.1] (Mamba's dt init)."""
-    b, d, L, n = shape
-    g = torch.Generator(device=device).manual_seed(seed)
-    bf = dict(device=device, dtype=torch.bfloat16)
-    x = {
-        "u": torch.randn(b, d, L, generator=g, **bf),
-        "delta": torch.randn(b, d, L, generator=g, **bf) * 0.5,
-        "A": -torch.arange(1, n + 1, device=device, dtype=torch.float32).repeat(d, 1),
-        "B": torch.randn(b, n, L, generator=g, **bf),
-        "C": torch.randn(b, n, L, generator=g, **bf),
-        "D": torch.randn(d, generator=g, device=device),
-        "z": torch.randn(b, d, L, generator=g, **bf),
-        "delta_bias": torch.expm1(torch.rand(d, generator=g, device=device) * 0.099 + 0.001).log(),
-    }
-    return {k: t.requires_grad_(grad) for k, t in x.items()}
+    return mamba_layer_inputs(shape, device, seed, grad)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
