@@ -113,11 +113,12 @@ def train_compare_command(
                              progress=progress, results_changed=_render_summary, fsdp=fsdp)
     if not is_main_process():
         return  # under torchrun rank 0 alone renders and prints
-    renderer.render(load_run(result.path), result.path)
+    run = load_run(result.path)
+    renderer.render(run, result.path)
     if json_out:
         print_json({"run": str(result.path), "summary": result.summary})
     else:
-        console.print(renderer.console_table(load_run(result.path)))
+        console.print(renderer.console_table(run))
         console.print(f"results: {result.path}")
     failed = [f"{m['name']} seed {r['seed']}" for m in result.summary for r in m.get("runs", [])
               if r.get("status") == "failed"]  # fmt: skip
