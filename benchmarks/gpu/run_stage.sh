@@ -4,7 +4,8 @@
 #   bash benchmarks/gpu/run_stage.sh STAGE [STAGE...]
 # Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
-# .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12. Results go under $OUT as one
+# .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
+# official-rows | seq-small. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -114,11 +115,15 @@ ddp)
   ss compare "$R/ddp-$m-1gpu" "$R/ddp-$m-2gpu" --out "$R/ddp-$m-compare"
   ;;
 bytes-x2)
-  # MambaByte vs MegaByte (the papers' pair), 3 seeds, side by side on two GPUs
-  timeout -s INT "${BYTES_LIMIT:-540}" python3 -m ssmbench train-compare --preset bytes-small \
-    --models "${BYTE_MODELS:-mambabyte,megabyte}" --devices cuda:0,cuda:1 \
-    --out "$R/train-compare-bytes-small-h200x2" --json > "$R/bytes.json"
-  echo "[exit $? : train-compare bytes-small x2]"
+  # MambaByte vs MegaByte (the papers' pair; BYTE_MODELS adds the byte Transformer), 3 seeds, side by side on
+  # BYTES_DEVICES (default both GPUs); the same command with the same R (a warm machine) continues a cut run
+  TIMEFORMAT='[wall %R s]'
+  f=$R/train-compare-bytes-small-${BYTES_NAME:-h200x2}
+  if [ -f "$f/manifest.json" ]; then run=(--resume "$f"); else
+    run=(--preset bytes-small --models "${BYTE_MODELS:-mambabyte,megabyte}" --out "$f"); fi
+  time timeout -s INT "${BYTES_LIMIT:-540}" python3 -m ssmbench train-compare "${run[@]}" \
+    --devices "${BYTES_DEVICES:-cuda:0,cuda:1}" --json > "$R/bytes-$(date +%s).json"
+  echo "[exit $? : train-compare bytes-small]"
   ;;
 conv)
   # the Mamba layer's conv: PyTorch, the Triton kernels, causal-conv1d's CUDA kernel (prebuilt, carried)
@@ -126,6 +131,29 @@ conv)
   [ -f "$REF/cc1d/causal_conv1d/__init__.py" ] || tar xJf .carry/cc1d.txz -C "$REF/cc1d"
   PYTHONPATH=$REF/cc1d:$PYTHONPATH timeout -s INT 100 python3 benchmarks/gpu/conv_variants.py \
     --json "$R/conv-variants.json" 2>&1 | tail -40
+  ;;
+scan-host)
+  # where the scan's host time goes at short L, ours beside mamba_ssm (when built)
+  official_path
+  timeout -s INT 150 python3 benchmarks/gpu/scan_host.py --json "$R/scan-host.json"
+  ;;
+official-rows)
+  # the NAME@mamba_ssm reference rows inside train-compare and gen-speed (a short run: the path, not a result)
+  official_path
+  ss train-compare --preset small --models mamba,mamba@mamba_ssm --seeds 1 --steps 200 --device cuda \
+    --out "$R/train-compare-official-rows"
+  ss gen-speed --preset gen-small --models mambabyte,mambabyte@mamba_ssm --batch-sizes 1,8 --gen-len 512 \
+    --verify --device cuda --out "$R/gen-speed-official-rows"
+  ;;
+seq-small)
+  # the five-way comparison, 3 seeds, its 15 runs one after another on one GPU (against small-x2);
+  # cut at SEQ_LIMIT by SIGINT, the same command with the same R (a warm machine) continues it
+  TIMEFORMAT='[wall %R s]'
+  f=$R/train-compare-small-1gpu
+  if [ -f "$f/manifest.json" ]; then run=(--resume "$f"); else run=(--preset small --out "$f"); fi
+  time timeout -s INT "${SEQ_LIMIT:-540}" python3 -m ssmbench train-compare "${run[@]}" --device cuda:0 \
+    --json > "$R/seq-$(date +%s).json"
+  echo "[exit $? : train-compare small on one GPU]"
   ;;
 issue12)
   # the scan at short L and large N, the conv, the training step: ours beside mamba_ssm / causal-conv1d
