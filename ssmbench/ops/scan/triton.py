@@ -17,9 +17,11 @@ one of several copies of the buffer at short L (TritonScanConfig.dbc_copies); dA
 d(delta_bias) are added over batch rows with atomics too, all into one zero-filled buffer.
 At N >= 64 the backward splits the states over programs (LaunchShape.block_n), which add
 their shares of du and ddelta with atomics. Launch shapes by N: SHAPES, default_config.
-The host side is kept short (it exceeds the kernels' time at short L): per-size launch plans
-are cached, kernels are launched through their compiled launcher (_Launcher), and a call that
-needs no gradient builds no autograd node. Design notes and measurements: docs/design/kernels.md.
+The host side is kept short (it exceeds the kernels' time at short L): what a call needs (checked
+sizes, launch plans, buffer layouts) is cached under its shapes, dtypes and flags (_Call), kernels
+are launched through their compiled launcher (_Launcher), the backward's buffers are carved in one
+split or unbind each, and a call that needs no gradient builds no autograd node. Design notes
+and measurements: docs/design/kernels.md.
 """
 
 from __future__ import annotations
@@ -615,82 +617,142 @@ def _or(t: Tensor | None, dummy: Tensor) -> Tensor:
     return dummy if t is None else t
 
 
-def _groups(B: Tensor) -> int:
-    return B.shape[1] if B.dim() == 4 else 1
+class _Call(NamedTuple):
+    """What one call needs that depends only on its inputs' shapes and dtypes, the flags, the
+    config and poisoning: built once per such key (_new_call), so that a repeated call does one
+    dict lookup instead of the shape checks, the config and two plan lookups.
+
+    The backward's buffers: one zero-filled ct buffer for every sum the kernel accumulates, cut
+    by one split into acc_sizes parts: du and ddelta (2 * batch * dim * L when the states are
+    split over programs, else empty), dB and dC (empty when stored: then a buffer of their own),
+    dA, dD, d(delta_bias). dB and dC as bc_shape, (2, [copies,] batch, [G,] L, N), without the
+    copies axis for one copy and without G for (batch, N, L) B. du, ddelta (and dz) in one
+    buffer of dx_shape, (2 or 3, batch, dim, L), when they are not summed in ct and their
+    dtypes agree; else None."""
+
+    batch: int
+    dim: int
+    L: int
+    N: int
+    groups: int
+    ct: torch.dtype
+    poison: bool
+    store_last: bool
+    fwd: _Plan  # no gradient: nothing saved
+    fwd_save: _Plan  # under autograd: saves what the backward needs
+    bwd: tuple[_Plan, _Plan]  # without, with a gradient of the final state
+    acc_numel: int
+    acc_sizes: tuple[int, int, int, int, int]
+    bc_shape: tuple[int, ...]
+    bc_reshape: bool  # B and C of different ranks ((batch, 1, N, L) beside (batch, N, L))
+    dx_shape: tuple[int, ...] | None
 
 
-def _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, save, store_last, ct):
+_CALLS: dict[tuple, _Call] = {}
+MAX_CALLS = 512  # then the cache starts over
+
+
+def _no_cuda() -> None:
+    raise BackendUnavailable("the triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+
+
+def _new_call(key: tuple, u, delta, A, B, C, D, z, delta_bias, softplus: bool, store_last: bool, interp: bool,
+              poison: bool, config: TritonScanConfig | None) -> _Call:
+    """Check one call's inputs (the shapes as every backend does, then CUDA and L) and cache its
+    _Call under ``key``."""
+    batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if not (u.is_cuda or interp):
+        _no_cuda()
+    if L == 0:
+        raise BadInput("the triton scan needs L >= 1")
+    cfg = config or _default_config(batch, dim, L, N, groups, interp)
+    ct = compute_dtype(u, delta, A, B, C)
+    sizes = (cfg, batch, dim, L, N, groups, ct == torch.float64, interp,
+             (D is not None, z is not None, delta_bias is not None, softplus))
+    bwd = (_bwd_plan(*sizes, False), _bwd_plan(*sizes, True))
+    copies, store, split_n = bwd[0].n_states, bwd[0].dbc_store, bwd[0].split_n
+    n_x = u.numel() if split_n else 0
+    n_bc = copies * batch * groups * L * N
+    acc_sizes = (2 * n_x, 0 if store else 2 * n_bc, dim * N, dim, dim)
+    bc_shape = (2, *((copies,) if copies > 1 else ()), batch, *((groups,) if B.dim() == 4 else ()), L, N)
+    same = u.dtype == delta.dtype and (z is None or z.dtype == u.dtype)
+    dx_shape = (2 + (z is not None), batch, dim, L) if same and not split_n else None
+    fwd = (_fwd_plan(*sizes, False, store_last), _fwd_plan(*sizes, True, store_last))
+    c = _Call(batch, dim, L, N, groups, ct, poison, store_last, *fwd, bwd, sum(acc_sizes), acc_sizes,
+              bc_shape, B.dim() != C.dim(), dx_shape)
+    if len(_CALLS) >= MAX_CALLS:
+        _CALLS.clear()
+    _CALLS[key] = c
+    return c
+
+
+def _fwd(c: _Call, save: bool, u, delta, A, B, C, D, z, delta_bias):
     """Launch the forward on contiguous inputs (B, C: (batch, N, L) or (batch, G, N, L)).
-    Returns out, last_state (batch, dim, N) or None without ``store_last``, and when ``save``
+    Returns out, last_state (batch, dim, N) or None without ``c.store_last``, and when ``save``
     what the backward needs: states, the state every bwd.block_l steps
     (batch, dim, cdiv(L, bwd.block_l), N), and ygate, y before the z gate (batch, dim, L) in
     u's dtype (None without z); else (None, None)."""
-    batch, dim, L = u.shape
-    N = A.shape[1]
-    groups = _groups(B)
-    flags = (D is not None, z is not None, delta_bias is not None, delta_softplus)
-    plan = _fwd_plan(cfg, batch, dim, L, N, groups, ct == torch.float64, triton_interpreting(), flags, save,
-                     store_last)
-    poison = poisoning()
+    plan = c.fwd_save if save else c.fwd
+    poison, batch, dim, N = c.poison, c.batch, c.dim, c.N
     out = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison)
-    last = new_output(batch, dim, N, like=u, dtype=ct, poison=poison) if store_last else None
-    states = new_output(batch, dim, plan.n_states, N, like=u, dtype=ct, poison=poison) if save else None
+    last = new_output(batch, dim, N, like=u, dtype=c.ct, poison=poison) if c.store_last else None
+    states = new_output(batch, dim, plan.n_states, N, like=u, dtype=c.ct, poison=poison) if save else None
     ygate = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison) if save and z is not None else None
     FWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         out, _or(last, out), _or(states, out), _or(ygate, out),
-        L, dim, N, groups, plan.n_blocks, plan.n_states,
+        c.L, dim, N, c.groups, plan.n_blocks, plan.n_states,
     ))
     return out, last, states, ygate
 
 
-def _bwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct):
-    """Launch the backward. Returns du, ddelta, dz (input dtypes); dA (dim, N), dD, dbias (dim,)
-    in ct (None when absent); dBC (2, batch, G, N, L) in ct: dB and dC, a view of a
+def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dlast) -> tuple:
+    """Launch the backward. Returns the gradients of u, delta, A, B, C, D, z, delta_bias in their
+    dtypes (None for an absent D, z, delta_bias): du, ddelta, dz may be views of one buffer, dA
+    (dim, N), dD, dbias (dim,) views of the sum buffer, dB and dC views of one
     (2, batch, G, L, N) buffer."""
-    batch, dim, L = u.shape
-    N = A.shape[1]
-    groups = _groups(B)
-    flags = (D is not None, z is not None, delta_bias is not None, delta_softplus)
-    plan = _bwd_plan(cfg, batch, dim, L, N, groups, ct == torch.float64, triton_interpreting(), flags,
-                     dlast is not None)
-    poison = poisoning()
-    dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
-    copies = plan.n_states
-    n_bc = copies * batch * groups * L * N
-    n_dA = dim * N
-    n_x = u.numel() if plan.split_n else 0
-    # one zero-filled buffer (ct) for every sum the kernel accumulates: one fill
+    plan = c.bwd[dlast is not None]
+    poison = c.poison
+    acc = torch.zeros(c.acc_numel, device=u.device, dtype=c.ct)
+    dx, bc, dA, dD, dbias = acc.split_with_sizes(c.acc_sizes)
     if plan.dbc_store:
-        bc = new_output(2 * n_bc, like=u, dtype=ct, poison=poison)
-        acc = torch.zeros(2 * n_x + n_dA + 2 * dim, device=u.device, dtype=ct)
+        bc = new_output(*c.bc_shape, like=u, dtype=c.ct, poison=poison)
     else:
-        acc = torch.zeros(2 * n_x + 2 * n_bc + n_dA + 2 * dim, device=u.device, dtype=ct)
-        bc = acc[2 * n_x: 2 * n_x + 2 * n_bc]
-    sums = acc[acc.numel() - n_dA - 2 * dim:]
-    dA, dD, dbias = sums[:n_dA], sums[n_dA: n_dA + dim], sums[n_dA + dim:]
+        bc = bc.view(c.bc_shape)
+    dB, dC = bc.unbind(0)
     if plan.split_n:
         # du, ddelta summed over state chunks in ct, cast after
-        dx = acc[: 2 * n_x].view(2, *u.shape)
-        du, ddelta = dx[0], dx[1]
+        dx = dx.view(2, *u.shape)
+        du, ddelta = dx.unbind(0)
+        dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
+    elif c.dx_shape is not None:
+        grads = new_output(*c.dx_shape, like=u, dtype=u.dtype, poison=poison).unbind(0)
+        du, ddelta, dz = grads if z is not None else (*grads, None)
     else:
         du = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison)
         ddelta = new_output(*delta.shape, like=u, dtype=delta.dtype, poison=poison)
+        dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
     BWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         states, _or(ygate, u), dout, _or(dlast, u),
-        du, ddelta, _or(dz, du), dA, bc[:n_bc], bc[n_bc:], dD, dbias, L, dim, N, groups, copies,
+        du, ddelta, _or(dz, du), dA, dB, dC, dD, dbias, c.L, c.dim, c.N, c.groups, plan.n_states,
     ))
     if plan.split_n:
-        if u.dtype == delta.dtype:
-            dx = dx.to(u.dtype)
-            du, ddelta = dx[0], dx[1]
-        else:
-            du, ddelta = du.to(u.dtype), ddelta.to(delta.dtype)
-    bc = bc.view(2, copies, batch, groups, L, N)
-    bc = bc.sum(1) if copies > 1 else bc[:, 0]
-    return (du, ddelta, dz, dA.view(dim, N), None if D is None else dD, None if delta_bias is None else dbias,
-            bc.transpose(3, 4))
+        if u.dtype != delta.dtype:
+            du, ddelta = _as(du, u), _as(ddelta, delta)
+        elif dx.dtype != u.dtype:
+            du, ddelta = dx.to(u.dtype).unbind(0)  # one cast for both
+    if plan.n_states > 1:
+        bc = bc.sum(1)
+    if B.dtype == C.dtype:
+        dB, dC = _as(bc, B).transpose(-1, -2).unbind(0)  # one cast for both
+    else:
+        dB, dC = bc.transpose(-1, -2).unbind(0)
+        dB, dC = _as(dB, B), _as(dC, C)
+    if c.bc_reshape:
+        dB, dC = dB.reshape(B.shape), dC.reshape(C.shape)
+    return (du, ddelta, _as(dA.view(c.dim, c.N), A), dB, dC, None if D is None else _as(dD, D), dz,
+            None if delta_bias is None else _as(dbias, delta_bias))
 
 
 def _as(t: Tensor, like: Tensor) -> Tensor:
@@ -704,34 +766,18 @@ def _contiguous(t: Tensor | None) -> Tensor | None:
 
 class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, cfg, ct):
-        out, last, states, ygate = _fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, cfg, True,
-                                        return_last_state, ct)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, c):
+        out, last, states, ygate = _fwd(c, True, u, delta, A, B, C, D, z, delta_bias)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states, ygate)
-        ctx.args = (delta_softplus, cfg, ct)
-        if return_last_state:
-            return out, last
-        return out
+        ctx.call = c
+        return (out, last) if c.store_last else out
 
     @staticmethod
     def backward(ctx, dout, dlast=None):
         u, delta, A, B, C, D, z, delta_bias, states, ygate = ctx.saved_tensors
-        delta_softplus, cfg, ct = ctx.args
-        dout = torch.zeros_like(u) if dout is None else dout.contiguous()
-        dlast = None if dlast is None else dlast.contiguous()
-        du, ddelta, dz, dA, dD, dbias, dBC = _bwd(
-            u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, ygate, dout, dlast, cfg, ct
-        )
-        if B.dtype == C.dtype:
-            # one cast for both
-            dBC = dBC.to(B.dtype)
-            dB, dC = dBC[0].reshape(B.shape), dBC[1].reshape(C.shape)
-        else:
-            dB, dC = dBC[0].reshape(B.shape).to(B.dtype), dBC[1].reshape(C.shape).to(C.dtype)
-        return (
-            du, ddelta, _as(dA, A), dB, dC, None if dD is None else _as(dD, D), dz,
-            None if dbias is None else _as(dbias, delta_bias), None, None, None, None,
-        )
+        dout = torch.zeros_like(u) if dout is None else _contiguous(dout)
+        grads = _bwd(ctx.call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, _contiguous(dlast))
+        return (*grads, None)
 
 
 def selective_scan_triton(
@@ -757,21 +803,33 @@ def selective_scan_triton(
     ``config``: launch shapes; default ``default_config`` for these sizes. No host syncs and
     no decisions on tensor values: capturable in a CUDA graph (after a first, compiling call).
     """
-    batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if u.device.type != "cuda" and not triton_interpreting():
-        raise BackendUnavailable("the triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
-    if L == 0:
-        raise BadInput("the triton scan needs L >= 1")
-    cfg = config or default_config(batch, dim, L, N, groups)
-    ct = compute_dtype(u, delta, A, B, C)
-    # one layout: contiguous, B/C (batch, N, L) or (batch, G, N, L) along L
-    u, delta, A, B, C = _contiguous(u), _contiguous(delta), _contiguous(A), _contiguous(B), _contiguous(C)
-    D, z, delta_bias = _contiguous(D), _contiguous(z), _contiguous(delta_bias)
+    interp = triton_interpreting()
+    poison = poisoning()
     softplus, want_last = bool(delta_softplus), bool(return_last_state)
-    if torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)
+    # everything the cached _Call depends on (the environment read once per call)
+    key = (
+        u.shape, delta.shape, A.shape, B.shape, C.shape, None if D is None else D.shape,
+        None if z is None else z.shape, None if delta_bias is None else delta_bias.shape,
+        u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, None if z is None else z.dtype,
+        softplus, want_last, interp, poison, config,
+    )
+    c = _CALLS.get(key)
+    if c is None:
+        c = _new_call(key, u, delta, A, B, C, D, z, delta_bias, softplus, want_last, interp, poison, config)
+    elif not (u.is_cuda or interp):
+        _no_cuda()
+    # one layout: contiguous, B/C (batch, N, L) or (batch, G, N, L) along L
+    if not (u.is_contiguous() and delta.is_contiguous() and A.is_contiguous() and B.is_contiguous()
+            and C.is_contiguous() and (D is None or D.is_contiguous()) and (z is None or z.is_contiguous())
+            and (delta_bias is None or delta_bias.is_contiguous())):
+        u, delta, A, B, C = _contiguous(u), _contiguous(delta), _contiguous(A), _contiguous(B), _contiguous(C)
+        D, z, delta_bias = _contiguous(D), _contiguous(z), _contiguous(delta_bias)
+    if torch.is_grad_enabled() and (
+        u.requires_grad or delta.requires_grad or A.requires_grad or B.requires_grad or C.requires_grad
+        or (D is not None and D.requires_grad) or (z is not None and z.requires_grad)
+        or (delta_bias is not None and delta_bias.requires_grad)
     ):
-        return SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, cfg, ct)
+        return SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias, c)
     # nothing to differentiate: no autograd node, nothing saved
-    out, last, _, _ = _fwd(u, delta, A, B, C, D, z, delta_bias, softplus, cfg, False, want_last, ct)
+    out, last, _, _ = _fwd(c, False, u, delta, A, B, C, D, z, delta_bias)
     return (out, last) if want_last else out

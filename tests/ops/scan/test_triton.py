@@ -151,25 +151,51 @@ class _NoLaunch:
         pass
 
 
-def test_host_side_torch_ops(monkeypatch):
+@pytest.mark.parametrize("copies", [1, 2])
+def test_host_side_torch_ops(monkeypatch, copies):
     # the work around the kernels, with the launches stubbed out: a no-grad forward allocates
-    # its output and nothing else; forward + backward allocates, fills one sum buffer, casts
-    # dB/dC once, and (one copy) sums nothing
+    # its output and nothing else; forward + backward allocates out, states, ygate and one
+    # buffer for du, ddelta, dz, fills one sum buffer and cuts it in one split, sums the dB/dC
+    # copies (when more than one) and casts dB and dC together; no slicing op by op
     monkeypatch.delenv("SSMBENCH_POISON_OUTPUTS")
     monkeypatch.setattr(ts, "FWD", _NoLaunch())
     monkeypatch.setattr(ts, "BWD", _NoLaunch())
     x = make_inputs(Case(2, 4, 16, 4, dtype=torch.bfloat16), seed=0)
     args = [x[k] for k in NAMES]
-    cfg = TritonScanConfig(dbc_copies=1)
+    cfg = TritonScanConfig(LaunchShape(block_d=2), LaunchShape(block_d=2), dbc_copies=copies)  # 2 programs
     with _Ops() as rec:
         selective_scan_triton(*args, True, config=cfg)
     assert rec.ops == ["empty"]
     leaves = [a.clone().requires_grad_() for a in args]
+    dout = torch.ones_like(args[0])
     with _Ops() as rec:
         out = selective_scan_triton(*leaves, True, config=cfg)
-        torch.autograd.grad(out, leaves, torch.ones_like(out))
-    assert rec.ops.count("zeros") == 1 and "sum" not in rec.ops, rec.ops
-    assert rec.ops.count("_to_copy") == 1, rec.ops  # dB and dC to bf16 together
+        grads = torch.autograd.grad(out, leaves, dout)
+    sums = ["sum"] if copies > 1 else []
+    assert rec.ops == [
+        "empty", "empty", "empty", "zeros", "split_with_sizes", "view", "unbind", "empty", "unbind",
+        *sums, "_to_copy", "transpose", "unbind", "view",
+    ], rec.ops
+    for k, g in zip(NAMES, grads, strict=True):
+        assert (g.shape, g.dtype) == (x[k].shape, x[k].dtype), k
+
+
+def test_poisoning_follows_the_environment(monkeypatch):
+    # what one call needs is cached, poisoning included: switching it between calls of one
+    # process still switches every fresh buffer the kernels write (launches stubbed out)
+    monkeypatch.setattr(ts, "FWD", _NoLaunch())
+    monkeypatch.setattr(ts, "BWD", _NoLaunch())
+    x = make_inputs(Case(2, 4, 16, 4), seed=0)
+    leaves = [x[k].clone().requires_grad_() for k in NAMES]
+    dout = torch.ones_like(x["u"])
+    for flag in ("1", "0", "1"):
+        monkeypatch.setenv("SSMBENCH_POISON_OUTPUTS", flag)
+        with _Ops() as rec:
+            out, _ = selective_scan_triton(*leaves, True, True)
+            torch.autograd.grad(out, leaves, dout)
+        # out, last state, states, ygate; du, ddelta, dz in one buffer
+        fresh = ("full", "empty") if flag == "1" else ("empty", "full")
+        assert rec.ops.count(fresh[0]) == 5 and fresh[1] not in rec.ops, (flag, rec.ops)
 
 
 def test_triton_config_checks():
