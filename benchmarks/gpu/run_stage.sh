@@ -5,7 +5,7 @@
 # Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
-# official-rows | seq-small. Results go under $OUT as one
+# official-rows | seq-small | fsdp | ops-tests | kp-standard. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -144,6 +144,23 @@ official-rows)
     --out "$R/train-compare-official-rows"
   ss gen-speed --preset gen-small --models mambabyte,mambabyte@mamba_ssm --batch-sizes 1,8 --gen-len 512 \
     --verify --device cuda --out "$R/gen-speed-official-rows"
+  ;;
+fsdp)
+  # one model sharded over two GPUs with FSDP2 (torchrun): the path on CUDA, a short run
+  torchrun --standalone --nproc-per-node 2 -m ssmbench train-compare --preset bytes-small --models mambabyte \
+    --seeds 1 --steps "${FSDP_STEPS:-60}" --eval-interval 30 --fsdp --json --out "$R/fsdp-mambabyte-2gpu" > /dev/null
+  echo "[exit $? : torchrun FSDP 2 GPUs]"
+  ;;
+ops-tests)
+  # the op tests on CUDA (Triton kernels against their references, CUDA-graph capture)
+  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest tests/ops -q -x -rs -p no:cacheprovider 2>&1 | tail -8
+  ;;
+kp-standard)
+  # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
+  official_path
+  timeout -s INT "${KP_LIMIT:-170}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
+     --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
+  echo "[exit $? : kernel-profile standard]"
   ;;
 seq-small)
   # the five-way comparison, 3 seeds, its 15 runs one after another on one GPU (against small-x2);
