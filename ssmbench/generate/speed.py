@@ -400,7 +400,8 @@ def verify_models(config: GenSpeedConfig, device: torch.device) -> list[VerifyRe
             continue
         torch.manual_seed(config.seed)
         with torch.device(device):
-            model = amplify_memory(build_model(cfg).float().eval(), seed=config.seed)
+            model = build_model(cfg).float().eval()
+        model = amplify_memory(model, seed=config.seed)  # draws on the CPU, outside the device context
         results.append(verify_cached_decoding(name, model, cuda_graph=config.cuda_graph, seed=config.seed))
         del model
     return results
@@ -411,7 +412,7 @@ def _prompt(config: GenSpeedConfig, device: torch.device) -> torch.Tensor:
     if config.prompt is not None:
         return torch.tensor(list(config.prompt), dtype=torch.long, device=device)[None]
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    return torch.randint(0, 256, (1, config.prompt_len), generator=gen).to(device)
+    return torch.randint(0, 256, (1, config.prompt_len), generator=gen, device="cpu").to(device)
 
 
 def run_gen_speed(

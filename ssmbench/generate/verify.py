@@ -83,7 +83,7 @@ class VerifyResult:
 
 
 def _uniform(shape: tuple[int, ...], lo: float, hi: float, gen: torch.Generator, like: Tensor) -> Tensor:
-    return (lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=torch.float64)).to(like)
+    return (lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=torch.float64, device="cpu")).to(like)
 
 
 @torch.no_grad()
@@ -114,7 +114,7 @@ def amplify_memory(model: nn.Module, seed: int = 0) -> nn.Module:
             if getattr(p, "_no_reinit", False) or name == "bias":
                 continue
             std = p.shape[-1] ** -0.5 if p.dim() >= 2 else 1.0
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32).mul_(std).to(p))
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32, device="cpu").mul_(std).to(p))
     return model
 
 
@@ -149,10 +149,10 @@ def verify_cached_decoding(
     device, dtype = w.device, w.dtype
     gen = torch.Generator(device="cpu").manual_seed(seed)
     V = model.cfg.vocab_size
-    idx = torch.randint(0, V, (batch_size, seq_len), generator=gen).to(device)
+    idx = torch.randint(0, V, (batch_size, seq_len), generator=gen, device="cpu").to(device)
     other = idx.clone()
     other[:, :prefill_len] = (idx[:, :prefill_len] + torch.randint(1, V, (batch_size, prefill_len),
-                                                                  generator=gen).to(device)) % V
+                                                                  generator=gen, device="cpu").to(device)) % V
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:

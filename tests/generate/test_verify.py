@@ -165,3 +165,25 @@ def test_amplify_memory_keeps_norms_biases_and_mamba_skip() -> None:
     assert w.std().item() == pytest.approx(w.shape[-1] ** -0.5, rel=0.1)
     A = -torch.exp(after["blocks.0.layer.A_log"])
     assert (A >= -0.2).all() and (A <= -0.02).all()
+
+
+class _GeneratorNeedsItsDevice(torch.overrides.TorchFunctionMode):
+    """Stands in for ``with torch.device("cuda")`` on a CPU machine: there, a factory call given a
+    CPU generator but no device is made on the GPU and fails ("Expected a 'cuda' device type for
+    generator"). Here such a call fails the same way, whatever the default device."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("generator") is not None and kwargs.get("device") is None:
+            raise RuntimeError(f"{func.__name__} got a generator but no device")
+        return func(*args, **kwargs)
+
+
+def test_verify_draws_on_the_cpu_under_another_default_device() -> None:
+    """gen-speed --verify builds models under ``torch.device(cuda)``: every draw from the check's
+    CPU generator names the CPU, so the check runs on a GPU (it raised there once)."""
+    model = build_model(CONFIGS["mambabyte"]).float().eval()
+    with _GeneratorNeedsItsDevice():
+        amplify_memory(model)
+        result = verify_cached_decoding("mambabyte", model, seed=0)
+    assert result.passed, result.reason
