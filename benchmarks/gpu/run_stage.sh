@@ -5,7 +5,7 @@
 # Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
-# official-rows | seq-small | fsdp | ops-tests | kp-standard. Results go under $OUT as one
+# official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -153,7 +153,7 @@ fsdp)
   ;;
 ops-tests)
   # the op tests on CUDA (Triton kernels against their references, CUDA-graph capture)
-  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest tests/ops -q -x -rs -p no:cacheprovider 2>&1 | tail -8
+  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest ${TESTS:-tests/ops} -q -x -rs -p no:cacheprovider 2>&1 | tail -8
   ;;
 kp-standard)
   # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
@@ -161,6 +161,10 @@ kp-standard)
   timeout -s INT "${KP_LIMIT:-170}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
      --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
   echo "[exit $? : kernel-profile standard]"
+  ;;
+gen-verify)
+  # gen-speed --verify on CUDA for the three byte-level families (cached decoding against the forward)
+  ss gen-speed --preset gen-small --batch-sizes 1 --gen-len 256 --verify --device cuda --out "$R/gen-speed-verify"
   ;;
 seq-small)
   # the five-way comparison, 3 seeds, its 15 runs one after another on one GPU (against small-x2);
