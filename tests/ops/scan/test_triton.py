@@ -152,7 +152,7 @@ class _NoLaunch:
 
 
 @pytest.mark.parametrize("copies", [1, 2])
-def test_host_side_torch_ops(monkeypatch, copies):
+def test_host_side_torch_ops(monkeypatch, copies, device):
     # the work around the kernels, with the launches stubbed out: a no-grad forward allocates
     # its output and nothing else; forward + backward allocates out, states, ygate and one
     # buffer for du, ddelta, dz, fills one sum buffer and cuts it in one split, sums the dB/dC
@@ -160,7 +160,7 @@ def test_host_side_torch_ops(monkeypatch, copies):
     monkeypatch.delenv("SSMBENCH_POISON_OUTPUTS")
     monkeypatch.setattr(ts, "FWD", _NoLaunch())
     monkeypatch.setattr(ts, "BWD", _NoLaunch())
-    x = make_inputs(Case(2, 4, 16, 4, dtype=torch.bfloat16), seed=0)
+    x = make_inputs(Case(2, 4, 16, 4, dtype=torch.bfloat16), seed=0, device=device)
     args = [x[k] for k in NAMES]
     cfg = TritonScanConfig(LaunchShape(block_d=2), LaunchShape(block_d=2), dbc_copies=copies)  # 2 programs
     with _Ops() as rec:
@@ -180,12 +180,12 @@ def test_host_side_torch_ops(monkeypatch, copies):
         assert (g.shape, g.dtype) == (x[k].shape, x[k].dtype), k
 
 
-def test_poisoning_follows_the_environment(monkeypatch):
+def test_poisoning_follows_the_environment(monkeypatch, device):
     # what one call needs is cached, poisoning included: switching it between calls of one
     # process still switches every fresh buffer the kernels write (launches stubbed out)
     monkeypatch.setattr(ts, "FWD", _NoLaunch())
     monkeypatch.setattr(ts, "BWD", _NoLaunch())
-    x = make_inputs(Case(2, 4, 16, 4), seed=0)
+    x = make_inputs(Case(2, 4, 16, 4), seed=0, device=device)
     leaves = [x[k].clone().requires_grad_() for k in NAMES]
     dout = torch.ones_like(x["u"])
     for flag in ("1", "0", "1"):
