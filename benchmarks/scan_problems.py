@@ -71,3 +71,18 @@ def mamba_layer_inputs(shape: tuple[int, int, int, int], device: torch.device | 
         "delta_bias": torch.expm1(torch.rand(d, generator=g, device=device) * 0.099 + 0.001).log(),
     }
     return {k: t.requires_grad_(grad) for k, t in x.items()}
+
+
+def capture_graph(f) -> tuple[torch.cuda.CUDAGraph, object]:
+    """f captured in a CUDA graph after three warm-up calls on a side stream: (graph, the
+    output tensors the replays write)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            f()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        static = f()
+    return g, static

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.scan_problems import mamba_layer_inputs
+from benchmarks.scan_problems import capture_graph, mamba_layer_inputs
 from ssmbench.ops.scan.triton import selective_scan_triton
 
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -77,15 +77,7 @@ def bench(f) -> list[float]:
 
 
 def graph_ms(f) -> list[float]:
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        f()
+    g, _ = capture_graph(f)
     return bench(g.replay)
 
 

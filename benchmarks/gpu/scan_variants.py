@@ -42,7 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from benchmarks.scan_problems import mamba_layer_inputs  # noqa: E402
+from benchmarks.scan_problems import capture_graph, mamba_layer_inputs  # noqa: E402
 from ssmbench.ops.scan import triton as new  # noqa: E402
 from ssmbench.ops.scan.ref import selective_scan_ref  # noqa: E402
 
@@ -224,15 +224,7 @@ def host_us(f, n: int = 100) -> float:
 def graph_row(f, label: str) -> dict:
     """Capture f in a CUDA graph, compare one replay with the eager call, time replays."""
     eager = f()
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        static = f()
+    g, static = capture_graph(f)
     g.replay()
     torch.cuda.synchronize()
     flat = lambda o: [o] if isinstance(o, torch.Tensor) else list(o)  # noqa: E731
