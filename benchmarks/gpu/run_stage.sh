@@ -153,7 +153,7 @@ fsdp)
   ;;
 ops-tests)
   # the op tests on CUDA (Triton kernels against their references, CUDA-graph capture)
-  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest ${TESTS:-tests/ops} -q -x -rs -p no:cacheprovider 2>&1 | tail -8
+  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest ${TESTS:-tests/ops} -x -rfs -p no:cacheprovider 2>&1 | tail -25
   ;;
 kp-standard)
   # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
