@@ -86,6 +86,11 @@ def candidates() -> list[Variant]:
         Variant("new", "fwd d8l8", (("fwd", LS(8, 8)),), "short"),
         Variant("new", "fwd d4l8", (("fwd", LS(4, 8)),), "short"),
         Variant("new", "bwd d4l8", (("bwd", LS(4, 8)),), "short"),
+        # short L: more channels per backward program, so each adds its dB/dC share (summed over its
+        # channels in registers) with fewer atomics; more warps keep the elements per thread at 32
+        Variant("new", "bwd d8l16w2", (("bwd", LS(8, 16, num_warps=2)),), "short"),
+        Variant("new", "bwd d16l16w4", (("bwd", LS(16, 16, num_warps=4)),), "short"),
+        Variant("new", "bwd d16l8w2", (("bwd", LS(16, 8, num_warps=2)),), "short"),
     ]
     # large N: the backward's states in chunks of 16 or 32 per program, or all of N over more
     # warps; forward shapes of 64 elements per thread with more warps
