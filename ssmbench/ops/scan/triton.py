@@ -552,7 +552,7 @@ def _spec_key(args: tuple) -> tuple:
 
 
 class _Plan(NamedTuple):
-    """Everything about one launch that depends only on sizes and flags (cached)."""
+    """Everything about one launch that depends only on sizes and flags (built once per _Call)."""
 
     grid: tuple[int, int, int]
     consts: dict[str, object]
@@ -575,7 +575,6 @@ def _flags(fp64: bool, interp: bool) -> dict[str, object]:
     return {"ACC": tl.float64 if fp64 else tl.float32, "FAST_EXP": not fp64 and not interp}
 
 
-@functools.lru_cache(maxsize=512)
 def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, groups: int, fp64: bool,
               interp: bool, flags: tuple[bool, ...], save: bool, store_last: bool) -> _Plan:
     has_d, has_z, has_bias, softplus = flags
@@ -592,7 +591,6 @@ def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
                  n_blocks=_cdiv(L, ls.block_l))
 
 
-@functools.lru_cache(maxsize=512)
 def _bwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, groups: int, fp64: bool,
               interp: bool, flags: tuple[bool, ...], has_dlast: bool) -> _Plan:
     has_d, has_z, has_bias, softplus = flags
