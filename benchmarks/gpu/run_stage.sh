@@ -5,7 +5,8 @@
 # Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
-# official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify. Results go under $OUT as one
+# official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify | pack-official | timeline |
+# variants16. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -82,6 +83,9 @@ bench)
 official)
   mkdir -p "$REF/cc1d"
   [ -f "$REF/cc1d/causal_conv1d/__init__.py" ] || tar xJf .carry/cc1d.txz -C "$REF/cc1d"
+  # a build brought back by pack-official and carried (.carry/mb.txz) saves the ~3 minute build
+  [ -f .carry/mb.txz ] && [ ! -d "$REF/mb/mamba_ssm" ] && mkdir -p "$REF/mb/mamba_ssm" \
+    && tar xJf .carry/mb.txz -C "$REF/mb/mamba_ssm"
   if ! (official_path; python3 -c "import mamba_ssm.ops.selective_scan_interface" 2>/dev/null); then
     MAX_JOBS=${MAX_JOBS:-8} nohup bash benchmarks/build_mamba_ssm.sh .carry "$REF/mb" mamba_ssm \
       > "$REF/build.log" 2>&1 &
@@ -93,6 +97,18 @@ await-official)
   official_path
   python3 -c "import mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
     || tail -20 "$REF/build.log" "$REF/mb/mamba_ssm.log"
+  ;;
+pack-official)
+  # the built mamba_ssm package (extension stripped) as one archive under $OUT, to carry next time
+  official_path
+  (cd "$REF/mb/mamba_ssm" && strip --strip-unneeded selective_scan_cuda*.so \
+    && tar cf - mamba_ssm selective_scan_cuda*.so | xz -T16 -9 > "$OUT/mb.txz")
+  ls -la "$OUT/mb.txz"
+  ;;
+timeline)
+  # when each kernel of the scan's forward+backward is launched and runs, ours beside mamba_ssm
+  official_path
+  timeout -s INT 120 python3 benchmarks/gpu/scan_timeline.py --json "$R/scan-timeline.json"
   ;;
 small-x2)
   # the five-way comparison, 3 seeds, its 15 runs side by side on two GPUs
@@ -153,7 +169,7 @@ fsdp)
   ;;
 ops-tests)
   # the op tests on CUDA (Triton kernels against their references, CUDA-graph capture)
-  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest ${TESTS:-tests/ops} -x -rfs -p no:cacheprovider 2>&1 | tail -25
+  timeout -s INT "${TESTS_LIMIT:-150}" python3 -m pytest ${TESTS:-tests/ops} -rfs -p no:cacheprovider 2>&1 | tail -25
   ;;
 kp-standard)
   # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
@@ -175,6 +191,12 @@ seq-small)
   time timeout -s INT "${SEQ_LIMIT:-540}" python3 -m ssmbench train-compare "${run[@]}" --device cuda:0 \
     --json > "$R/seq-$(date +%s).json"
   echo "[exit $? : train-compare small on one GPU]"
+  ;;
+variants16)
+  # the short-L launch shapes at N = 16, forward+backward also as CUDA graph replays (GPU time alone)
+  official_path
+  timeout -s INT "${VAR_LIMIT:-200}" python3 benchmarks/gpu/scan_variants.py --n 16 --old none \
+    --json "$R/scan-variants-n16.json" 2>&1 | tail -45
   ;;
 issue12)
   # the scan at short L and large N, the conv, the training step: ours beside mamba_ssm / causal-conv1d

@@ -53,6 +53,7 @@ L_SWEEP = [(8, 2048, L, 16) for L in (256, 512, 1024, 2048)]
 N_SWEEP = [(8, 1536, 2048, n) for n in (16, 32, 64, 128)]
 CHECK_SHAPE = (2, 128, 512)  # all sizes divisible by 16: the same compiled kernels as the timed shapes
 TOL = 2e-2  # bf16 inputs against fp32: about 2e-3 expected
+GRAPH_MAX_L = 512  # rows at L <= this also time forward + backward as a CUDA graph replay
 LS, CFG = new.LaunchShape, new.TritonScanConfig
 
 
@@ -320,6 +321,9 @@ def run(args) -> list[dict]:
             for mode, f in zip(("fwd", "fwd_bwd"), calls(fn, shape, device), strict=True):
                 try:
                     row[mode] = timed(f)
+                    if mode == "fwd_bwd" and shape[2] <= GRAPH_MAX_L:
+                        # host-bound eagerly at short L: the GPU time alone ranks the kernels
+                        row["fwd_bwd_graph"] = timed(capture_graph(f)[0].replay)
                 except Exception as e:  # noqa: BLE001
                     row[mode] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 torch.cuda.empty_cache()
@@ -397,13 +401,15 @@ def _t(m: dict | None) -> str:
 
 def _line(r: dict) -> str:
     tag = "" if r["check_ok"] else " FAIL"
+    graph = f" graph {_t(r['fwd_bwd_graph'])}" if "fwd_bwd_graph" in r else ""
     return (f"{str(tuple(r['shape'])):20s} {r['label']:22s} fwd {_t(r.get('fwd')):26s} "
-            f"fwd+bwd {_t(r.get('fwd_bwd')):26s}{tag}")
+            f"fwd+bwd {_t(r.get('fwd_bwd')):26s}{graph}{tag}")
 
 
 def summary(rows: list[dict]) -> str:
     """Per shape: each row's medians and its ratio to mamba_ssm (passing rows only), the best."""
-    lines = ["", "=== summary: median ms (ratio to mamba_ssm; < 1 is faster); FAIL = check failed ==="]
+    lines = ["", "=== summary: median ms (ratio to mamba_ssm; < 1 is faster): fwd, fwd+bwd, fwd+bwd as a "
+             "CUDA graph replay (L <= 512); FAIL = check failed ==="]
     times = [r for r in rows if r["kind"] == "time"]
     for shape in dict.fromkeys(tuple(r["shape"]) for r in times):
         here = [r for r in times if tuple(r["shape"]) == shape]
@@ -411,7 +417,9 @@ def summary(rows: list[dict]) -> str:
         lines.append(f"{shape}")
         for r in here:
             cells = []
-            for mode in ("fwd", "fwd_bwd"):
+            for mode in ("fwd", "fwd_bwd", "fwd_bwd_graph"):
+                if mode == "fwd_bwd_graph" and mode not in r:
+                    continue
                 m = r.get(mode)
                 if not m or "error" in m:
                     cells.append(f"{'ERROR' if m else '-':>16s}")
@@ -420,9 +428,9 @@ def summary(rows: list[dict]) -> str:
                 ratio = (f"({m['median_ms'] / base['median_ms']:.2f})" if r["check_ok"] and base
                          and "median_ms" in base else "")
                 cells.append(f"{m['median_ms']:8.3f} {ratio:7s}")
-            lines.append(f"  {r['label']:22s} {cells[0]} {cells[1]}{'' if r['check_ok'] else '  FAIL'}"
+            lines.append(f"  {r['label']:22s} {' '.join(cells)}{'' if r['check_ok'] else '  FAIL'}"
                          f"  {r['config']}")
-        for mode in ("fwd", "fwd_bwd"):
+        for mode in ("fwd", "fwd_bwd", "fwd_bwd_graph"):
             ok = [r for r in here
                   if r["check_ok"] and r["impl"] == "new" and "median_ms" in (r.get(mode) or {})]
             if ok:
