@@ -352,11 +352,11 @@ def host_rows(old_mod, have_mamba) -> list[dict]:
     cfg = new.default_config(*shape)
     plan = new._fwd_plan(cfg, b, d, L, n, 1, False, False, (True, True, True, True), False, False)
     outb = torch.empty_like(u)
-    args = (u, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], outb, outb, outb, outb,
-            L, d, n, 1, plan.n_blocks, plan.n_states)
+    args = (u, x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], outb, outb, outb, outb)
     kernel = new.selective_scan_fwd_kernel
+    opts = dict(plan.options)
     out.append({"kind": "host", "label": "fwd kernel[grid] (Triton's path)",
-                "fwd_us": host_us(lambda: kernel[plan.grid](*args, **plan.consts, **dict(plan.options)))})
+                "fwd_us": host_us(lambda: kernel[plan.grid](*args, *plan.ints, **plan.consts, **opts))})
     out.append({"kind": "host", "label": f"fwd cached launcher (fast={new.FWD.fast})",
                 "fwd_us": host_us(lambda: new.FWD(plan, args))})
     for r in out:

@@ -23,4 +23,7 @@ def new_output(
     dtype = dtype or like.dtype
     if poisoning() if poison is None else poison:
         return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
+    if dtype == like.dtype and shape == like.shape:
+        # half the host time of torch.empty (no device object, no size parsing)
+        return torch.empty_like(like, memory_format=torch.contiguous_format)
     return torch.empty(shape, device=like.device, dtype=dtype)

@@ -488,11 +488,13 @@ class _Launcher:
     specialisation, then straight through the compiled kernel's launcher.
 
     Triton's launch path binds and specialises all of the kernel's parameters (about 40 here)
-    and builds a cache-key string on every call: tens of microseconds of host time, more than
-    the kernel itself at short L. Here the compiled kernel is cached under what Triton
-    specialises on: the current device, each tensor's dtype and 16-byte alignment, each
-    integer's == 1, % 16 == 0 and 32-bit range, the constexprs and the options. Triton 3.6 and
-    3.9 launch a compiled kernel the same way (``kernel.run(grid, stream, function,
+    and builds a cache-key string on every call, and its launcher asks each tensor for its
+    pointer and the driver whether the pointer is a device one: tens of microseconds of host time,
+    more than the kernel itself at short L. Here the compiled kernel is cached under what Triton
+    specialises on (_launch_key: the current device, each pointer's dtype and 16-byte alignment,
+    each integer's == 1, % 16 == 0 and 32-bit range, the constexprs and the options) and launched
+    with the pointers as integers (the callers check that the tensors are on the GPU). Triton
+    3.6 and 3.9 launch a compiled kernel the same way (``kernel.run(grid, stream, function,
     packed_metadata, launch_metadata, hooks, *all parameters)``). Plain ``kernel[grid]`` is used
     under the interpreter, while a launch hook is registered (profilers), and for good once the
     compiled kernel does not look as expected (another Triton version).
@@ -513,23 +515,25 @@ class _Launcher:
         """The constexpr values in the kernel's parameter order (None when not launching fast)."""
         return tuple(consts[k] for k in self.const_names) if self.fast else None
 
-    def __call__(self, plan: _Plan, args: tuple) -> None:
+    def __call__(self, plan: _Plan, tensors: tuple[Tensor, ...]) -> None:
+        """Launch with ``tensors`` as the pointer parameters, then ``plan.ints``."""
         key = None
         if self.fast and _idle(knobs.runtime.launch_enter_hook) and _idle(knobs.runtime.launch_exit_hook):
+            ptrs = [t.data_ptr() for t in tensors]
             device = driver.active.get_current_device()
-            key = (device, plan.const_values, plan.options, _spec_key(args))
+            key = (device, plan.key, _launch_key(tensors, ptrs))
             hit = self.cache.get(key)
             if hit is not None:
                 run, function, metadata = hit
                 g = plan.grid
                 try:
                     run(g[0], g[1], g[2], driver.active.get_current_stream(device), function, metadata,
-                        None, None, None, *args, *plan.const_values)
+                        None, None, None, *ptrs, *plan.ints, *plan.const_values)
                     return
                 except (TypeError, ValueError):
                     # the launcher did not take the call (nothing ran): use Triton's own path
                     self.fast = False
-        compiled = self.kernel[plan.grid](*args, **plan.consts, **dict(plan.options))
+        compiled = self.kernel[plan.grid](*tensors, *plan.ints, **plan.consts, **dict(plan.options))
         if key is not None:
             try:
                 self.cache[key] = (compiled.run, compiled.function, compiled.packed_metadata)
@@ -543,12 +547,20 @@ def _idle(hook: object) -> bool:
     return hook is None or getattr(hook, "calls", None) == []
 
 
-def _spec_key(args: tuple) -> tuple:
-    """What Triton specialises a kernel on, per runtime argument (see _Launcher)."""
-    return tuple(
-        (a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, Tensor) else (a == 1, a % 16 == 0, a < 2**31)
-        for a in args
-    )
+def _int_key(ints: tuple[int, ...]) -> tuple:
+    """What Triton specialises a kernel on, per integer argument."""
+    return tuple((a == 1, a % 16 == 0, a < 2**31) for a in ints)
+
+
+def _launch_key(tensors: tuple[Tensor, ...], ptrs: list[int]) -> tuple:
+    """What Triton specialises a kernel on, per pointer argument (see _Launcher): the dtypes, and
+    True when every pointer is 16-byte aligned (the usual case, one check), else the alignment of
+    each."""
+    low = 0
+    for p in ptrs:
+        low |= p
+    aligned = True if low % 16 == 0 else tuple([p % 16 == 0 for p in ptrs])
+    return tuple([t.dtype for t in tensors]), aligned
 
 
 class _Plan(NamedTuple):
@@ -558,13 +570,22 @@ class _Plan(NamedTuple):
     consts: dict[str, object]
     const_values: tuple | None
     options: tuple[tuple[str, int], ...]
+    ints: tuple[int, ...]  # the kernel's integer parameters, after its pointers
     n_states: int  # forward: states saved per channel; backward: dB/dC copies
     dbc_store: bool = False
-    n_blocks: int = 0  # forward: blocks along L
+    key: tuple = ()  # the launch's specialisation apart from its pointers (_plan fills it)
 
     @property
     def split_n(self) -> bool:
         return self.grid[2] > 1
+
+
+def _plan(grid: tuple[int, int, int], consts: dict[str, object], launcher: _Launcher,
+          options: tuple[tuple[str, int], ...], ints: tuple[int, ...], n_states: int, dbc_store: bool = False
+          ) -> _Plan:
+    const_values = launcher.order(consts)
+    return _Plan(grid, consts, const_values, options, ints, n_states, dbc_store,
+                 (const_values, options, _int_key(ints)))
 
 
 FWD = _Launcher(selective_scan_fwd_kernel)
@@ -587,8 +608,9 @@ def _fwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
         BLOCK_D=block_d, BLOCK_N=_next_pow2(N), BLOCK_L=ls.block_l,
     )
     grid = (_cdiv(dim, block_d), batch, 1)
-    return _Plan(grid, consts, FWD.order(consts), ls.launch_options(), _cdiv(L, cfg.bwd.block_l),
-                 n_blocks=_cdiv(L, ls.block_l))
+    n_states = _cdiv(L, cfg.bwd.block_l)
+    ints = (L, dim, N, groups, _cdiv(L, ls.block_l), n_states)
+    return _plan(grid, consts, FWD, ls.launch_options(), ints, n_states)
 
 
 def _bwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, groups: int, fp64: bool,
@@ -607,7 +629,7 @@ def _bwd_plan(cfg: TritonScanConfig, batch: int, dim: int, L: int, N: int, group
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=ls.block_l,
     )
     grid = (_cdiv(dim, block_d), batch, chunks)
-    return _Plan(grid, consts, BWD.order(consts), ls.launch_options(), copies, store)
+    return _plan(grid, consts, BWD, ls.launch_options(), (L, dim, N, groups, copies), copies, store)
 
 
 def _or(t: Tensor | None, dummy: Tensor) -> Tensor:
@@ -659,8 +681,6 @@ def _new_call(key: tuple, u, delta, A, B, C, D, z, delta_bias, softplus: bool, s
     """Check one call's inputs (the shapes as every backend does, then CUDA and L) and cache its
     _Call under ``key``."""
     batch, dim, L, N, groups = scan_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if not (u.is_cuda or interp):
-        _no_cuda()
     if L == 0:
         raise BadInput("the triton scan needs L >= 1")
     cfg = config or _default_config(batch, dim, L, N, groups, interp)
@@ -699,7 +719,6 @@ def _fwd(c: _Call, save: bool, u, delta, A, B, C, D, z, delta_bias):
     FWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         out, _or(last, out), _or(states, out), _or(ygate, out),
-        c.L, dim, N, c.groups, plan.n_blocks, plan.n_states,
     ))
     return out, last, states, ygate
 
@@ -733,7 +752,7 @@ def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dla
     BWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         states, _or(ygate, u), dout, _or(dlast, u),
-        du, ddelta, _or(dz, du), dA, dB, dC, dD, dbias, c.L, c.dim, c.N, c.groups, plan.n_states,
+        du, ddelta, _or(dz, du), dA, dB, dC, dD, dbias,
     ))
     if plan.split_n:
         if u.dtype != delta.dtype:
@@ -811,11 +830,13 @@ def selective_scan_triton(
         u.dtype, delta.dtype, A.dtype, B.dtype, C.dtype, None if z is None else z.dtype,
         softplus, want_last, interp, poison, config,
     )
+    if not (interp or (u.is_cuda and delta.is_cuda and A.is_cuda and B.is_cuda and C.is_cuda
+                       and (D is None or D.is_cuda) and (z is None or z.is_cuda)
+                       and (delta_bias is None or delta_bias.is_cuda))):
+        _no_cuda()  # the kernels get raw pointers: a host tensor must never reach them
     c = _CALLS.get(key)
     if c is None:
         c = _new_call(key, u, delta, A, B, C, D, z, delta_bias, softplus, want_last, interp, poison, config)
-    elif not (u.is_cuda or interp):
-        _no_cuda()
     # one layout: contiguous, B/C (batch, N, L) or (batch, G, N, L) along L
     if not (u.is_contiguous() and delta.is_contiguous() and A.is_contiguous() and B.is_contiguous()
             and C.is_contiguous() and (D is None or D.is_contiguous()) and (z is None or z.is_contiguous())

@@ -298,26 +298,33 @@ def test_launcher_caches_per_specialisation(monkeypatch, fail):
     launcher = ts._Launcher(_FakeKernel(_toy, log, fail))
     assert launcher.fast and launcher.const_names == ("ALPHA", "BETA")
     consts = {"BETA": 2, "ALPHA": 1}
-    plan = ts._Plan((3, 2, 1), consts, launcher.order(consts), (("num_warps", 1),), 0)
+
+    def plan(n):
+        return ts._plan((3, 2, 1), consts, launcher, (("num_warps", 1),), (n,), 0)
+
     x = torch.zeros(64)
     for n in (32, 48, 33):
-        launcher(plan, (x, n))
+        launcher(plan(n), (x,))
     if fail:
         # the compiled launcher refused the call: Triton's path from then on, nothing lost
         assert [e[0] for e in log] == ["triton", "triton", "triton"] and not launcher.fast
         return
     # 32 and 48 specialise alike (% 16 == 0): one compile, then the launcher with every
-    # parameter in order, constexprs last; 33 is another specialisation
+    # parameter in order, the pointer as an integer, constexprs last; 33 is another specialisation
     assert [e[0] for e in log] == ["triton", "fast", "triton"]
     assert log[0][1:] == ((3, 2, 1), (x, 32), {"ALPHA": 1, "BETA": 2, "num_warps": 1})
-    assert log[1][1] == (3, 2, 1, 1234, "fn", "meta", None, None, None, x, 48, 1, 2)
-    launcher(plan, (x[1:], 48))  # a misaligned pointer is another specialisation
+    assert log[1][1] == (3, 2, 1, 1234, "fn", "meta", None, None, None, x.data_ptr(), 48, 1, 2)
+    launcher(plan(48), (x[1:],))  # a misaligned pointer is another specialisation
     assert log[-1][0] == "triton"
+    launcher(plan(48), (x.double(),))  # and so is another dtype
+    assert log[-1][0] == "triton"
+    launcher(plan(48), (x[4:],))  # 16-byte aligned again: the first compile's
+    assert log[-1][0] == "fast" and log[-1][1][9] == x[4:].data_ptr()
 
 
 @pytest.mark.parametrize("kernel", ["fwd", "bwd"])
-def test_spec_key_as_fine_as_triton(kernel):
-    # equal _spec_key => equal Triton cache key, for the real kernels' parameters and sm_90
+def test_launch_key_as_fine_as_triton(kernel):
+    # equal _launch_key and _int_key => equal Triton cache key, for the real kernels' parameters, sm_90
     fn = (ts.selective_scan_fwd_kernel if kernel == "fwd" else ts.selective_scan_bwd_kernel).fn
     jit = JITFunction(fn)
     backend = make_backend(GPUTarget("cuda", 90, 32))
@@ -331,9 +338,29 @@ def test_spec_key_as_fine_as_triton(kernel):
         # the first two differ in value but not in what is specialised on
         for ints in ((32, 16, 16, 1, 1, 2), (2048, 1536, 64, 1, 1, 18), (17, 16, 16, 2, 4, 3),
                      (33, 6, 3, 3, 2, 1), (2**31, 16, 16, 1, 1, 32)):
-            args = (ptr,) + (buf,) * (n_ptr - 1) + ints[:n_int]
-            _, spec, opts = binder(*args, **consts, num_warps=1)
-            variants.append((ts._spec_key(args), compute_cache_key({}, spec, opts)))
+            tensors = (ptr,) + (buf,) * (n_ptr - 1)
+            _, spec, opts = binder(*tensors, *ints[:n_int], **consts, num_warps=1)
+            mine = (ts._launch_key(tensors, [t.data_ptr() for t in tensors]), ts._int_key(ints[:n_int]))
+            variants.append((mine, compute_cache_key({}, spec, opts)))
     same = [(t1, t2) for m1, t1 in variants for m2, t2 in variants if m1 == m2]
     assert len(same) > len(variants)  # some distinct calls share a key
     assert all(t1 == t2 for t1, t2 in same)
+
+
+def test_host_tensors_never_reach_the_compiled_kernels(monkeypatch):
+    # the compiled path hands the kernels raw pointers: any input left on the host is refused
+    # before a launch (under the interpreter, host tensors are the point)
+    from ssmbench.errors import BackendUnavailable
+
+    monkeypatch.setattr(ts, "triton_interpreting", lambda: False)
+    x = make_inputs(Case(1, 4, 8, 4, dtype=torch.float32), seed=0)
+    launched = []
+    monkeypatch.setattr(ts, "FWD", lambda plan, tensors: launched.append(plan))
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        selective_scan_triton(*[x[k] for k in NAMES], True)
+    if torch.cuda.is_available():
+        for k in ("delta", "A", "B", "C", "D", "z", "delta_bias"):
+            mixed = {n: t.cuda() for n, t in x.items()} | {k: x[k]}
+            with pytest.raises(BackendUnavailable, match="CUDA"):
+                selective_scan_triton(*[mixed[n] for n in NAMES], True)
+    assert not launched
