@@ -6,7 +6,7 @@
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
 # official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify | pack-official | timeline |
-# variants16 | stamps. Results go under $OUT as one
+# variants16 | stamps | train-step. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -114,8 +114,15 @@ stamps)
   # host time stamps inside the scan's forward+backward (no profiler), ours beside mamba_ssm and a no-op
   official_path
   for L in ${STAMP_LS:-256 512}; do
-    timeout -s INT 120 python3 benchmarks/gpu/scan_stamps.py --shape "8,2048,$L,16" --json "$R/scan-stamps-L$L.json"
+    timeout -s INT 150 python3 benchmarks/gpu/scan_stamps.py --shape "8,2048,$L,16" --before .carry/scan_before.py \
+      --json "$R/scan-stamps-L$L.json"
   done
+  ;;
+train-step)
+  # one training step at paper-v1 size: ours beside mamba_ssm's MambaLMHeadModel, and the step ratios
+  official_path
+  timeout -s INT "${STEP_LIMIT:-150}" python3 benchmarks/gpu/official_check.py transformer mamba-mlp moe-mamba \
+    --json "$R/train-step-paper-v1.json" 2>&1 | tail -40
   ;;
 small-x2)
   # the five-way comparison, 3 seeds, its 15 runs side by side on two GPUs

@@ -13,8 +13,10 @@ the calls, beside the event time of the call.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -74,12 +76,27 @@ class Nop(torch.autograd.Function):
         return dout, dout, None, None, None, None, dout, None
 
 
-def impls() -> dict:
-    T.FWD = _Stamped(T.FWD, "fwd launch")
-    T.BWD = _Stamped(T.BWD, "bwd launch")
-    stamp_backward(T.SelectiveScanTriton)
+def stamped_triton(mod):
+    """The Triton scan of module ``mod`` with its launches and backward stamped."""
+    mod.FWD = _Stamped(mod.FWD, "fwd launch")
+    mod.BWD = _Stamped(mod.BWD, "bwd launch")
+    stamp_backward(mod.SelectiveScanTriton)
+    return lambda *a: mod.selective_scan_triton(*a, delta_softplus=True)
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def impls(before: Path | None = None) -> dict:
     stamp_backward(Nop)
-    out = {"triton": lambda *a: T.selective_scan_triton(*a, delta_softplus=True), "nop": Nop.apply}
+    out = {"triton": stamped_triton(T), "nop": Nop.apply}
+    if before is not None and before.exists():
+        out["triton (before)"] = stamped_triton(load_module(before, "scan_before"))
     try:
         import mamba_ssm.ops.selective_scan_interface as si
 
@@ -139,12 +156,17 @@ def main() -> None:
     ap.add_argument("--shape", default="8,2048,256,16")
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run under TRITON_INTERPRET=1")
+    ap.add_argument("--before", type=Path, default=None, help="an older ssmbench/ops/scan/triton.py")
     args = ap.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     out = {}
-    for name, fn in impls().items():
-        out[name] = run(fn, shape, args.calls, args.device)
+    fns = impls(args.before)
+    for r in range(args.rounds):  # the first round also warms the process up
+        for base, fn in fns.items():
+            name = f"{base} round {r + 1}"
+            out[name] = run(fn, shape, args.calls, args.device)
         print(f"== {name} {shape}: us median [p20, p80]")
         for k, (m, lo, hi) in out[name].items():
             print(f"  {k:36s} {m:7.1f} [{lo:7.1f}, {hi:7.1f}]")
