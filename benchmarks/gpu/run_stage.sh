@@ -6,7 +6,7 @@
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
 # official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify | pack-official | timeline |
-# variants16 | stamps | train-step. Results go under $OUT as one
+# variants16 | stamps | train-step | kp-short. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
 : "${1:?stage}"
@@ -117,6 +117,14 @@ stamps)
     timeout -s INT 150 python3 benchmarks/gpu/scan_stamps.py --shape "8,2048,$L,16" --before .carry/scan_before.py \
       --json "$R/scan-stamps-L$L.json"
   done
+  ;;
+kp-short)
+  # the short-L rows only, Triton beside mamba_ssm, several rounds (host-bound there: the spread is wide)
+  official_path
+  timeout -s INT "${KP_LIMIT:-170}" python3 -m ssmbench kernel-profile --shape 8,2048,256,16 --shape 8,2048,512,16 \
+     --device cuda --impl triton,mamba_ssm --mode fwd,fwd_bwd --dtype bfloat16 --rounds "${KP_ROUNDS:-3}" \
+     --out "$R/kernel-profile-short-h200"
+  echo "[exit $? : kernel-profile short L]"
   ;;
 train-step)
   # one training step at paper-v1 size: ours beside mamba_ssm's MambaLMHeadModel, and the step ratios
