@@ -12,9 +12,10 @@ the state at the start of every backward block (fp32, L / bwd.block_l of them); 
 backward walks its blocks in reverse, recomputes the states inside a block from the saved
 one, and runs the adjoint g_t = C_t dy_t + exp(delta_{t+1} A) g_{t+1} from the block's end
 (a forward scan between flips of L, over the block's own decays).
-dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics, into
-one of several copies of the buffer at short L (TritonScanConfig.dbc_copies); dA, dD and
-d(delta_bias) are added over batch rows with atomics too, all into one zero-filled buffer.
+dB and dC are sums over channels: each program adds its (BLOCK_L, N) share with atomics (into one
+of several copies of the buffer when TritonScanConfig.dbc_copies asks); dA, dD and
+d(delta_bias) are added over batch rows with atomics too, all into one zero-filled buffer whose
+views are the gradients, left in fp32 for the autograd engine to cast.
 At N >= 64 the backward splits the states over programs (LaunchShape.block_n), which add
 their shares of du and ddelta with atomics. Launch shapes by N: SHAPES, default_config.
 The host side is kept short (it exceeds the kernels' time at short L): what a call needs (checked
@@ -443,20 +444,21 @@ SHAPES: dict[int, tuple[LaunchShape, LaunchShape]] = {
     64: (LaunchShape(4, 8), LaunchShape(4, 16, block_n=16)),
     128: (LaunchShape(4, 8, num_warps=2), LaunchShape(4, 16, block_n=16)),
 }
-# dB/dC copies in the backward: as many as fit in this many bytes, up to MAX_DBC_COPIES, below
-# SHORT_L steps. At short L every program of a batch row starts at the same block, so they all
-# add into the same block_l x N addresses at once.
-SHORT_L = 1024
-DBC_BYTES = 16 * 2**20
-MAX_DBC_COPIES = 32
+# dB/dC copies in the backward by default: one at every L. At short L every program of a batch row
+# starts at the same block and adds into the same block_l x N addresses, which copies spread; on
+# an H200 at (8, 2048, 256, 16) 32 copies saved 4 us of GPU time (0.260 vs 0.264 ms forward +
+# backward as a graph replay) and 18 us at L = 512, but their sum is one more op and kernel per
+# call, and there the eager call is timed at the host's pace (docs/results.md, selective-scan
+# kernels). TritonScanConfig.dbc_copies still selects copies.
+DBC_COPIES = 1
 
 
 def default_config(
     batch: int = 8, dim: int = 1536, L: int = 2048, N: int = 16, groups: int = 1
 ) -> TritonScanConfig:
-    """Launch shapes for one problem size: SHAPES by N (N above 128 as 128), dB/dC copies by the
-    SHORT_L / DBC_BYTES rule. Under the interpreter: small blocks, and a backward block of two
-    forward blocks, so tests cover saving every other state."""
+    """Launch shapes for one problem size: SHAPES by N (N above 128 as 128), DBC_COPIES dB/dC
+    copies. Under the interpreter: small blocks, and a backward block of two forward blocks, so
+    tests cover saving every other state."""
     return _default_config(batch, dim, L, N, groups, triton_interpreting())
 
 
@@ -465,11 +467,7 @@ def _default_config(batch: int, dim: int, L: int, N: int, groups: int, interp: b
     if interp:
         return TritonScanConfig(LaunchShape(block_d=4, block_l=8), LaunchShape(block_d=4, block_l=16))
     fwd, bwd = SHAPES[min(max(_next_pow2(N), 16), 128)]
-    copies = 1
-    if L < SHORT_L:
-        per_copy = 2 * batch * groups * L * N * 4
-        copies = max(1, min(MAX_DBC_COPIES, DBC_BYTES // per_copy))
-    return TritonScanConfig(fwd, bwd, dbc_copies=copies)
+    return TritonScanConfig(fwd, bwd, dbc_copies=DBC_COPIES)
 
 
 def _fit_block_d(block_d: int, dim: int, groups: int) -> int:
@@ -637,18 +635,45 @@ def _or(t: Tensor | None, dummy: Tensor) -> Tensor:
     return dummy if t is None else t
 
 
+class View(NamedTuple):
+    """One ``as_strided`` view of a buffer."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+
+
+def _contiguous_view(shape: tuple[int, ...], offset: int) -> View:
+    stride, n = [], 1
+    for d in reversed(shape):
+        stride.append(n)
+        n *= d
+    return View(tuple(shape), tuple(reversed(stride)), offset)
+
+
+def _bc_view(shape: tuple[int, ...], groups: int, L: int, N: int, offset: int) -> View:
+    """B's or C's shape, (batch, N, L) or (batch, G, N, L), over a (batch, G, L, N) buffer."""
+    if len(shape) == 3:
+        return View(tuple(shape), (groups * L * N, 1, N), offset)
+    return View(tuple(shape), (groups * L * N, L * N, 1, N), offset)
+
+
 class _Call(NamedTuple):
     """What one call needs that depends only on its inputs' shapes and dtypes, the flags, the
     config and poisoning: built once per such key (_new_call), so that a repeated call does one
     dict lookup instead of the shape checks, the config and two plan lookups.
 
-    The backward's buffers: one zero-filled ct buffer for every sum the kernel accumulates, cut
-    by one split into acc_sizes parts: du and ddelta (2 * batch * dim * L when the states are
-    split over programs, else empty), dB and dC (empty when stored: then a buffer of their own),
-    dA, dD, d(delta_bias). dB and dC as bc_shape, (2, [copies,] batch, [G,] L, N), without the
-    copies axis for one copy and without G for (batch, N, L) B. du, ddelta (and dz) in one
-    buffer of dx_shape, (2 or 3, batch, dim, L), when they are not summed in ct and their
-    dtypes agree; else None."""
+    The backward's buffers: one zero-filled ct buffer (acc_numel elements) for every sum the
+    kernel accumulates, in this order: du and ddelta (2 * batch * dim * L when the states are
+    split over programs, else nothing), dB and dC (nothing when stored: then a buffer of their
+    own), dA, dD, d(delta_bias). The gradients are views of it made by one ``as_strided`` each
+    (View: shape, strides, offset), in ct: the autograd engine casts a gradient to its input's
+    dtype itself, in C++, cheaper than a cast from Python. dB and dC accumulate as
+    (batch, G, L, N) (the kernel's atomics then hit neighbouring addresses): their views have
+    B's and C's shapes with transposing strides. With several dB/dC copies, or stored ones, they
+    are summed after the kernel instead (bc_sum, bc_shape: (2, copies, batch, G, L, N)). du,
+    ddelta (and dz) in one buffer of dx_shape, (2 or 3, batch, dim, L), when they are not summed
+    in ct and their dtypes agree; else None."""
 
     batch: int
     dim: int
@@ -662,9 +687,14 @@ class _Call(NamedTuple):
     fwd_save: _Plan  # under autograd: saves what the backward needs
     bwd: tuple[_Plan, _Plan]  # without, with a gradient of the final state
     acc_numel: int
-    acc_sizes: tuple[int, int, int, int, int]
-    bc_shape: tuple[int, ...]
-    bc_reshape: bool  # B and C of different ranks ((batch, 1, N, L) beside (batch, N, L))
+    dx_acc: tuple[View, View] | None  # du, ddelta in acc (states split over programs)
+    dB: View  # (copies of) dB/dC at their place in acc (bc_sum: the start of each region)
+    dC: View
+    dA: View
+    dD: View
+    dbias: View
+    bc_sum: bool
+    bc_shape: tuple[int, ...]  # (2, copies, batch, G, L, N)
     dx_shape: tuple[int, ...] | None
 
 
@@ -691,13 +721,21 @@ def _new_call(key: tuple, u, delta, A, B, C, D, z, delta_bias, softplus: bool, s
     copies, store, split_n = bwd[0].n_states, bwd[0].dbc_store, bwd[0].split_n
     n_x = u.numel() if split_n else 0
     n_bc = copies * batch * groups * L * N
-    acc_sizes = (2 * n_x, 0 if store else 2 * n_bc, dim * N, dim, dim)
-    bc_shape = (2, *((copies,) if copies > 1 else ()), batch, *((groups,) if B.dim() == 4 else ()), L, N)
+    o_bc = 2 * n_x  # offsets into acc
+    o_dA = o_bc + (0 if store else 2 * n_bc)
+    o_dD = o_dA + dim * N
+    dx_acc = (_contiguous_view(u.shape, 0), _contiguous_view(u.shape, n_x)) if split_n else None
+    bc_sum = copies > 1 or store
+    if bc_sum:  # the kernel gets the start of each region; the sum over copies makes the gradients
+        dB, dC = View((n_bc,), (1,), o_bc), View((n_bc,), (1,), o_bc + n_bc)
+    else:
+        dB, dC = _bc_view(B.shape, groups, L, N, o_bc), _bc_view(C.shape, groups, L, N, o_bc + n_bc)
     same = u.dtype == delta.dtype and (z is None or z.dtype == u.dtype)
     dx_shape = (2 + (z is not None), batch, dim, L) if same and not split_n else None
     fwd = (_fwd_plan(*sizes, False, store_last), _fwd_plan(*sizes, True, store_last))
-    c = _Call(batch, dim, L, N, groups, ct, poison, store_last, *fwd, bwd, sum(acc_sizes), acc_sizes,
-              bc_shape, B.dim() != C.dim(), dx_shape)
+    c = _Call(batch, dim, L, N, groups, ct, poison, store_last, *fwd, bwd, o_dD + 2 * dim, dx_acc, dB, dC,
+              View((dim, N), (N, 1), o_dA), View((dim,), (1,), o_dD), View((dim,), (1,), o_dD + dim),
+              bc_sum, (2, copies, batch, groups, L, N), dx_shape)
     if len(_CALLS) >= MAX_CALLS:
         _CALLS.clear()
     _CALLS[key] = c
@@ -724,23 +762,20 @@ def _fwd(c: _Call, save: bool, u, delta, A, B, C, D, z, delta_bias):
 
 
 def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dlast) -> tuple:
-    """Launch the backward. Returns the gradients of u, delta, A, B, C, D, z, delta_bias in their
-    dtypes (None for an absent D, z, delta_bias): du, ddelta, dz may be views of one buffer, dA
-    (dim, N), dD, dbias (dim,) views of the sum buffer, dB and dC views of one
-    (2, batch, G, L, N) buffer."""
+    """Launch the backward. Returns the gradients of u, delta, A, B, C, D, z, delta_bias (None for
+    an absent D, z, delta_bias), sums in ct (the autograd engine casts them): du, ddelta, dz may
+    be views of one buffer, dA (dim, N), dD, dbias (dim,), dB and dC views of the sum buffer."""
     plan = c.bwd[dlast is not None]
     poison = c.poison
     acc = torch.zeros(c.acc_numel, device=u.device, dtype=c.ct)
-    dx, bc, dA, dD, dbias = acc.split_with_sizes(c.acc_sizes)
     if plan.dbc_store:
         bc = new_output(*c.bc_shape, like=u, dtype=c.ct, poison=poison)
+        dB, dC = bc.unbind(0)
     else:
-        bc = bc.view(c.bc_shape)
-    dB, dC = bc.unbind(0)
+        dB, dC = acc.as_strided(*c.dB), acc.as_strided(*c.dC)
     if plan.split_n:
-        # du, ddelta summed over state chunks in ct, cast after
-        dx = dx.view(2, *u.shape)
-        du, ddelta = dx.unbind(0)
+        # du, ddelta summed over state chunks in ct
+        du, ddelta = acc.as_strided(*c.dx_acc[0]), acc.as_strided(*c.dx_acc[1])
         dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
     elif c.dx_shape is not None:
         grads = new_output(*c.dx_shape, like=u, dtype=u.dtype, poison=poison).unbind(0)
@@ -749,32 +784,19 @@ def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dla
         du = new_output(*u.shape, like=u, dtype=u.dtype, poison=poison)
         ddelta = new_output(*delta.shape, like=u, dtype=delta.dtype, poison=poison)
         dz = new_output(*z.shape, like=u, dtype=z.dtype, poison=poison) if z is not None else None
+    dA, dD, dbias = acc.as_strided(*c.dA), acc.as_strided(*c.dD), acc.as_strided(*c.dbias)
     BWD(plan, (
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u),
         states, _or(ygate, u), dout, _or(dlast, u),
         du, ddelta, _or(dz, du), dA, dB, dC, dD, dbias,
     ))
-    if plan.split_n:
-        if u.dtype != delta.dtype:
-            du, ddelta = _as(du, u), _as(ddelta, delta)
-        elif dx.dtype != u.dtype:
-            du, ddelta = dx.to(u.dtype).unbind(0)  # one cast for both
-    if plan.n_states > 1:
-        bc = bc.sum(1)
-    if B.dtype == C.dtype:
-        dB, dC = _as(bc, B).transpose(-1, -2).unbind(0)  # one cast for both
-    else:
-        dB, dC = bc.transpose(-1, -2).unbind(0)
-        dB, dC = _as(dB, B), _as(dC, C)
-    if c.bc_reshape:
+    if c.bc_sum:
+        # (2, copies, batch, G, L, N) summed over the copies, as B's and C's shapes
+        bc = bc if plan.dbc_store else acc.as_strided(c.bc_shape, _contiguous_view(c.bc_shape, 0).stride,
+                                                      c.dB.offset)
+        dB, dC = bc.sum(1).transpose(-1, -2).unbind(0)
         dB, dC = dB.reshape(B.shape), dC.reshape(C.shape)
-    return (du, ddelta, _as(dA.view(c.dim, c.N), A), dB, dC, None if D is None else _as(dD, D), dz,
-            None if delta_bias is None else _as(dbias, delta_bias))
-
-
-def _as(t: Tensor, like: Tensor) -> Tensor:
-    # a cast only where the dtype differs: even a no-op .to() costs a dispatch
-    return t if t.dtype == like.dtype else t.to(like.dtype)
+    return (du, ddelta, dA, dB, dC, None if D is None else dD, dz, None if delta_bias is None else dbias)
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:

@@ -156,8 +156,8 @@ class _NoLaunch:
 def test_host_side_torch_ops(monkeypatch, copies, device):
     # the work around the kernels, with the launches stubbed out: a no-grad forward allocates
     # its output and nothing else; forward + backward allocates out, states, ygate and one
-    # buffer for du, ddelta, dz, fills one sum buffer and cuts it in one split, sums the dB/dC
-    # copies (when more than one) and casts dB and dC together; no slicing op by op
+    # buffer for du, ddelta, dz, fills one sum buffer and takes one view of it per gradient, sums
+    # the dB/dC copies (when more than one); no cast from Python
     monkeypatch.delenv("SSMBENCH_POISON_OUTPUTS")
     monkeypatch.setattr(ts, "FWD", _NoLaunch())
     monkeypatch.setattr(ts, "BWD", _NoLaunch())
@@ -172,10 +172,12 @@ def test_host_side_torch_ops(monkeypatch, copies, device):
     with _Ops() as rec:
         out = selective_scan_triton(*leaves, True, config=cfg)
         grads = torch.autograd.grad(out, leaves, dout)
-    sums = ["sum"] if copies > 1 else []
+    # the gradients are views of the sum buffer and of one du/ddelta/dz buffer; with copies, the
+    # sum over them; the last two casts (fp32 dB, dC to bf16) are the autograd engine's own
+    sums = ["as_strided", "sum", "transpose", "unbind", "view", "view"] if copies > 1 else []
     assert rec.ops == [
-        "empty_like", "empty", "empty_like", "zeros", "split_with_sizes", "view", "unbind", "empty", "unbind",
-        *sums, "_to_copy", "transpose", "unbind", "view",
+        "empty_like", "empty", "empty_like", "zeros", "as_strided", "as_strided", "empty", "unbind",
+        "as_strided", "as_strided", "as_strided", *sums, "_to_copy", "_to_copy",
     ], rec.ops
     for k, g in zip(NAMES, grads, strict=True):
         assert (g.shape, g.dtype) == (x[k].shape, x[k].dtype), k
@@ -222,11 +224,8 @@ def test_default_config(monkeypatch):
         cfg = default_config(8, 1536, 2048, n)
         assert (cfg.fwd, cfg.bwd) == ts.SHAPES[min(max(triton.next_power_of_2(n), 16), 128)]
         assert cfg.bwd.block_l % cfg.fwd.block_l == 0
-    # short L: dB/dC in several copies, within the byte budget
-    short = default_config(8, 2048, 256, 16)
-    assert short.dbc_copies > 1
-    assert short.dbc_copies * 2 * 8 * 256 * 16 * 4 <= ts.DBC_BYTES
-    assert default_config(8, 2048, 4096, 16).dbc_copies == 1
+    # one dB/dC copy at every L (a sum over copies costs an op per call where the host sets the pace)
+    assert default_config(8, 2048, 256, 16).dbc_copies == default_config(8, 2048, 4096, 16).dbc_copies == 1
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert default_config().fwd.block_d == 4
 
