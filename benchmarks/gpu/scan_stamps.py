@@ -167,9 +167,9 @@ def main() -> None:
         for base, fn in fns.items():
             name = f"{base} round {r + 1}"
             out[name] = run(fn, shape, args.calls, args.device)
-        print(f"== {name} {shape}: us median [p20, p80]")
-        for k, (m, lo, hi) in out[name].items():
-            print(f"  {k:36s} {m:7.1f} [{lo:7.1f}, {hi:7.1f}]")
+            print(f"== {name} {shape}: us median [p20, p80]")
+            for k, (m, lo, hi) in out[name].items():
+                print(f"  {k:36s} {m:7.1f} [{lo:7.1f}, {hi:7.1f}]")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
 
