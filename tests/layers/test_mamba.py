@@ -50,9 +50,15 @@ def test_mamba_forward_and_grads_match_plain():
     assert m.last_conv_backend == "ref"
 
 
-@pytest.mark.skipif("triton" not in available_backends("cpu"), reason="triton not installed")
+def _need_triton(device: torch.device) -> None:
+    # on the device the tests run on: the interpreter on CPU, compiled kernels on a GPU
+    if "triton" not in available_backends(device):
+        pytest.skip(f"triton cannot run on {device.type} here")
+
+
 def test_mamba_triton_path_matches_plain(device):
     """The fused conv (reading x as a view of in_proj's output) and the Triton scan, odd length."""
+    _need_triton(device)
     m = Mamba(d_model=8, d_state=4, dt_rank=3, scan_backend="triton").to(device)
     _check_against_plain(m, torch.randn(2, 13, 8, device=device, requires_grad=True), 1e-5)
     assert (m.last_scan_backend, m.last_conv_backend) == ("triton", "triton")
@@ -65,13 +71,13 @@ def test_out_proj_matches_linear():
     assert torch.autograd.gradcheck(OutProj.apply, (y, w))
 
 
-@pytest.mark.skipif("triton" not in available_backends("cpu"), reason="triton not installed")
 def test_training_step_copies_pinned(device):
     """Forward + backward of one layer under bf16 autocast, triton backends: the copies of
     activation-sized tensors (at least B T d_model elements) are the five the layout leaves
     (the autocast casts of the input and of its gradient, z for the scan, y for out_proj's weight
     gradient, dx and dz into in_proj's channel-major gradient), none of them transposing, and one
     large elementwise op (the sum of u's two gradients). A new copy fails this test."""
+    _need_triton(device)
     B, T, D = 2, 128, 16
     m = Mamba(d_model=D, d_state=4, scan_backend="triton").to(device)
     x = torch.randn(B, T, D, device=device, requires_grad=True)
