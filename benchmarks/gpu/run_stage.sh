@@ -5,7 +5,7 @@
 # Stages: kernels | variants | chunked | gate | tests | train | gen | bench, and for the reference rows and
 # the two-GPU runs: official (start building mamba_ssm in the background, causal-conv1d prebuilt from
 # .carry/cc1d.txz) | await-official | small-x2 | ddp | bytes-x2 | issue12 | scan-host |
-# official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify | pack-official | timeline |
+# official-rows | seq-small | fsdp | ops-tests | kp-standard | gen-verify | timeline |
 # variants16 | stamps | train-step | kp-short. Results go under $OUT as one
 # tarball (results.tgz; a remote runner may bring back only a few files) and the log to $OUT/run_stage.log.
 set -uo pipefail
@@ -83,9 +83,6 @@ bench)
 official)
   mkdir -p "$REF/cc1d"
   [ -f "$REF/cc1d/causal_conv1d/__init__.py" ] || tar xJf .carry/cc1d.txz -C "$REF/cc1d"
-  # a build brought back by pack-official and carried (.carry/mb.txz) saves the ~3 minute build
-  [ -f .carry/mb.txz ] && [ ! -d "$REF/mb/mamba_ssm" ] && mkdir -p "$REF/mb/mamba_ssm" \
-    && tar xJf .carry/mb.txz -C "$REF/mb/mamba_ssm"
   if ! (official_path; python3 -c "import mamba_ssm.ops.selective_scan_interface" 2>/dev/null); then
     MAX_JOBS=${MAX_JOBS:-8} nohup bash benchmarks/build_mamba_ssm.sh .carry "$REF/mb" mamba_ssm \
       > "$REF/build.log" 2>&1 &
@@ -97,13 +94,6 @@ await-official)
   official_path
   python3 -c "import mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
     || tail -20 "$REF/build.log" "$REF/mb/mamba_ssm.log"
-  ;;
-pack-official)
-  # the built mamba_ssm package (extension stripped) as one archive under $OUT, to carry next time
-  official_path
-  (cd "$REF/mb/mamba_ssm" && strip --strip-unneeded selective_scan_cuda*.so \
-    && tar cf - mamba_ssm selective_scan_cuda*.so | xz -T16 -9 > "$OUT/mb.txz")
-  ls -la "$OUT/mb.txz"
   ;;
 timeline)
   # when each kernel of the scan's forward+backward is launched and runs, ours beside mamba_ssm
