@@ -17,6 +17,16 @@ REF=$PWD/build/ref  # git-ignored and never carried: a warm machine keeps the bu
 official_path() { export PYTHONPATH=$REF/mb/mamba_ssm:$REF/cc1d:$PYTHONPATH; }
 exec > >(tee -a "$OUT/run_stage.log") 2>&1
 ss() { python3 -m ssmbench "$@"; echo "[exit $? : ssmbench $*]"; }
+# shared by two stages each; the argument is the time limit in seconds
+train_step() {  # one training step at paper-v1 size, ours beside mamba_ssm's MambaLMHeadModel
+  timeout -s INT "$1" python3 benchmarks/gpu/official_check.py transformer mamba-mlp moe-mamba \
+    --json "$R/train-step-paper-v1.json" 2>&1 | tail -40
+}
+kp_standard() {  # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
+  timeout -s INT "$1" python3 -m ssmbench kernel-profile --preset standard --device cuda \
+     --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
+  echo "[exit $? : kernel-profile standard]"
+}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
 python3 -m ssmbench env --json > "$OUT/env.json"
 
@@ -119,8 +129,7 @@ kp-short)
 train-step)
   # one training step at paper-v1 size: ours beside mamba_ssm's MambaLMHeadModel, and the step ratios
   official_path
-  timeout -s INT "${STEP_LIMIT:-150}" python3 benchmarks/gpu/official_check.py transformer mamba-mlp moe-mamba \
-    --json "$R/train-step-paper-v1.json" 2>&1 | tail -40
+  train_step "${STEP_LIMIT:-150}"
   ;;
 small-x2)
   # the five-way comparison, 3 seeds, its 15 runs side by side on two GPUs
@@ -186,9 +195,7 @@ ops-tests)
 kp-standard)
   # the standard scan sweep, Triton beside mamba_ssm, forward and forward+backward
   official_path
-  timeout -s INT "${KP_LIMIT:-170}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
-     --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
-  echo "[exit $? : kernel-profile standard]"
+  kp_standard "${KP_LIMIT:-170}"
   ;;
 gen-verify)
   # gen-speed --verify on CUDA for the three byte-level families (cached decoding against the forward)
@@ -216,11 +223,8 @@ issue12)
   timeout -s INT 170 python3 benchmarks/gpu/scan_variants.py --json "$R/scan-variants.json" --old .carry/old_scan.py \
     2>&1 | tail -60
   timeout -s INT 80 python3 benchmarks/gpu/conv_variants.py --json "$R/conv-variants.json" 2>&1 | tail -30
-  timeout -s INT 120 python3 benchmarks/gpu/official_check.py transformer mamba-mlp moe-mamba \
-    --json "$R/train-step-paper-v1.json" 2>&1 | tail -40
-  timeout -s INT "${KP_LIMIT:-150}" python3 -m ssmbench kernel-profile --preset standard --device cuda \
-     --impl triton,mamba_ssm --mode fwd,fwd_bwd --rounds 1 --out "$R/kernel-profile-standard-h200"
-  echo "[exit $? : kernel-profile standard]"
+  train_step 120
+  kp_standard "${KP_LIMIT:-150}"
   ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.scan_problems import capture_graph, mamba_layer_inputs
+from benchmarks.scan_problems import NAMES, capture_graph, mamba_layer_inputs
 from ssmbench.ops.scan.triton import selective_scan_triton
 
-NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 TINY = (1, 64, 64, 16)
 SHAPES = [(8, 2048, 256, 16), (8, 2048, 512, 16)]
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.gpu.scan_host import NAMES
-from benchmarks.scan_problems import mamba_layer_inputs
+from benchmarks.scan_problems import NAMES, mamba_layer_inputs
 from ssmbench.bench.timing import _flush_l2
 from ssmbench.ops.scan import triton as T
 

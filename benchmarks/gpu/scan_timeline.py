@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from benchmarks.gpu.scan_host import NAMES, impls
-from benchmarks.scan_problems import mamba_layer_inputs
+from benchmarks.gpu import scan_host
 from ssmbench.bench.timing import _flush_l2
 
 LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC",
@@ -30,14 +29,8 @@ LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunc
 
 
 def trace(fn, shape, calls: int) -> dict:
-    x = mamba_layer_inputs(shape, "cuda")
-    leaves = [x[k].detach().clone().requires_grad_() for k in NAMES]
-    dout = torch.randn_like(x["u"])
+    _, fwd_bwd = scan_host.calls(fn, shape)
     dev = torch.device("cuda")
-
-    def fwd_bwd():
-        return torch.autograd.grad(fn(*leaves), leaves, dout)
-
     for _ in range(20):
         _flush_l2(dev)
         fwd_bwd()
@@ -93,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     shape = tuple(int(s) for s in args.shape.split(","))
     out = {}
-    for name, fn in impls().items():
+    for name, fn in scan_host.impls().items():
         out[name] = trace(fn, shape, args.calls)
         print(f"== {name} {shape}: host per call {out[name]['host_call_us']} us (profiled), "
               f"L2 flush ends at {out[name]['flush_end_us']} us")

@@ -42,13 +42,12 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from benchmarks.scan_problems import capture_graph, mamba_layer_inputs  # noqa: E402
+from benchmarks.scan_problems import NAMES, capture_graph, mamba_layer_inputs  # noqa: E402
 from ssmbench.ops.scan import triton as new  # noqa: E402
 from ssmbench.ops.scan.ref import selective_scan_ref  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OLD = ROOT / "benchmarks/gpu/old_scan.py"
-NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 L_SWEEP = [(8, 2048, L, 16) for L in (256, 512, 1024, 2048)]
 N_SWEEP = [(8, 1536, 2048, n) for n in (16, 32, 64, 128)]
 CHECK_SHAPE = (2, 128, 512)  # all sizes divisible by 16: the same compiled kernels as the timed shapes

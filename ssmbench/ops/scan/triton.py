@@ -20,8 +20,9 @@ At N >= 64 the backward splits the states over programs (LaunchShape.block_n), w
 their shares of du and ddelta with atomics. Launch shapes by N: SHAPES, default_config.
 The host side is kept short (it exceeds the kernels' time at short L): what a call needs (checked
 sizes, launch plans, buffer layouts) is cached under its shapes, dtypes and flags (_Call), kernels
-are launched through their compiled launcher (_Launcher), the backward's buffers are carved in one
-split or unbind each, and a call that needs no gradient builds no autograd node. Design notes
+are launched through their compiled launcher (_Launcher), the backward's gradients are views of
+one zero-filled buffer (one ``as_strided`` each), and a call that needs no gradient builds no
+autograd node. Design notes
 and measurements: docs/design/kernels.md.
 """
 
@@ -671,7 +672,7 @@ class _Call(NamedTuple):
     dtype itself, in C++, cheaper than a cast from Python. dB and dC accumulate as
     (batch, G, L, N) (the kernel's atomics then hit neighbouring addresses): their views have
     B's and C's shapes with transposing strides. With several dB/dC copies, or stored ones, they
-    are summed after the kernel instead (bc_sum, bc_shape: (2, copies, batch, G, L, N)). du,
+    are summed after the kernel instead (bc_sum; bc: (2, copies, batch, G, L, N) in acc). du,
     ddelta (and dz) in one buffer of dx_shape, (2 or 3, batch, dim, L), when they are not summed
     in ct and their dtypes agree; else None."""
 
@@ -694,7 +695,7 @@ class _Call(NamedTuple):
     dD: View
     dbias: View
     bc_sum: bool
-    bc_shape: tuple[int, ...]  # (2, copies, batch, G, L, N)
+    bc: View  # (2, copies, batch, G, L, N) from dB's offset (a stored one: a buffer of this shape)
     dx_shape: tuple[int, ...] | None
 
 
@@ -735,7 +736,7 @@ def _new_call(key: tuple, u, delta, A, B, C, D, z, delta_bias, softplus: bool, s
     fwd = (_fwd_plan(*sizes, False, store_last), _fwd_plan(*sizes, True, store_last))
     c = _Call(batch, dim, L, N, groups, ct, poison, store_last, *fwd, bwd, o_dD + 2 * dim, dx_acc, dB, dC,
               View((dim, N), (N, 1), o_dA), View((dim,), (1,), o_dD), View((dim,), (1,), o_dD + dim),
-              bc_sum, (2, copies, batch, groups, L, N), dx_shape)
+              bc_sum, _contiguous_view((2, copies, batch, groups, L, N), o_bc), dx_shape)
     if len(_CALLS) >= MAX_CALLS:
         _CALLS.clear()
     _CALLS[key] = c
@@ -769,7 +770,7 @@ def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dla
     poison = c.poison
     acc = torch.zeros(c.acc_numel, device=u.device, dtype=c.ct)
     if plan.dbc_store:
-        bc = new_output(*c.bc_shape, like=u, dtype=c.ct, poison=poison)
+        bc = new_output(*c.bc.shape, like=u, dtype=c.ct, poison=poison)
         dB, dC = bc.unbind(0)
     else:
         dB, dC = acc.as_strided(*c.dB), acc.as_strided(*c.dC)
@@ -792,8 +793,7 @@ def _bwd(c: _Call, u, delta, A, B, C, D, z, delta_bias, states, ygate, dout, dla
     ))
     if c.bc_sum:
         # (2, copies, batch, G, L, N) summed over the copies, as B's and C's shapes
-        bc = bc if plan.dbc_store else acc.as_strided(c.bc_shape, _contiguous_view(c.bc_shape, 0).stride,
-                                                      c.dB.offset)
+        bc = bc if plan.dbc_store else acc.as_strided(*c.bc)
         dB, dC = bc.sum(1).transpose(-1, -2).unbind(0)
         dB, dC = dB.reshape(B.shape), dC.reshape(C.shape)
     return (du, ddelta, dA, dB, dC, None if D is None else dD, dz, None if delta_bias is None else dbias)
